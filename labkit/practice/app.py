@@ -1,0 +1,186 @@
+"""The practice server's ASGI application (Starlette)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .brain import compose_answer, split_tokens
+from .config import FaultConfig, PracticeConfig, parse_faults
+from .dialects import DONE, FastChatDialect, VLLMDialect, dialect_for
+from .validation import ChatRequest, Problem, parse_request
+
+__all__ = ["create_app", "FAULT_HEADER", "LEAK"]
+
+LEAK = "assistant\n"
+FAULT_HEADER = "x-practice-fault"
+
+
+class DropConnection(Exception):
+    """Raised inside a stream to make the server cut the connection without finishing it."""
+
+
+class _State:
+    def __init__(self, config: PracticeConfig) -> None:
+        self.config = config
+        self.dialect: FastChatDialect | VLLMDialect = dialect_for(config.dialect)
+        self.failures_served = 0
+        self.requests_by_key: dict[str, deque[float]] = defaultdict(deque)
+
+
+def _bearer(request: Request) -> str:
+    auth = request.headers.get("authorization", "")
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+
+
+def _check_access(state: _State, request: Request, faults: FaultConfig) -> Response | None:
+    config, dialect = state.config, state.dialect
+    key = _bearer(request)
+    if config.api_keys and key not in config.api_keys:
+        return dialect.auth_error()
+    if faults.fail_status and (faults.fail_times is None or state.failures_served < faults.fail_times):
+        state.failures_served += 1
+        if faults.fail_status == 429:
+            return dialect.error(429, "Rate limit reached (injected fault): wait a moment and retry", code=42901,
+                                 kind="RateLimitError")
+        return dialect.error(503, "The model worker is unavailable (injected fault): retry in a few seconds",
+                             code=50005, kind="ServiceUnavailableError")
+    if faults.rate_limit:
+        now = time.monotonic()
+        window = state.requests_by_key[key]
+        while window and now - window[0] > 60:
+            window.popleft()
+        if len(window) >= faults.rate_limit:
+            retry = max(1, int(61 - (now - window[0])))
+            response = dialect.error(
+                429, f"Rate limit: at most {faults.rate_limit} requests per minute per API key; retry in {retry} s",
+                code=42901, kind="RateLimitError")
+            response.headers["retry-after"] = str(retry)
+            return response
+        window.append(now)
+    return None
+
+
+def _too_big(size: int, limit: int) -> Problem:
+    return Problem(413, f"The request body is {size / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB limit: send smaller "
+                        "images (labkit.encode_image downsizes them to what the model can see)")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_big(int(declared), limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_big(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _answer(req: ChatRequest, leak: bool) -> tuple[list[str], str, dict[str, int]]:
+    """The answer's stream pieces, finish reason and usage (completion tokens = pieces sent)."""
+    tokens = split_tokens(compose_answer(req.prompt))
+    reason = "stop"
+    if len(tokens) > req.max_tokens:
+        tokens, reason = tokens[: req.max_tokens], "length"
+    if leak and tokens:
+        tokens[0] = LEAK + tokens[0]  # the leaked prefix arrives glued to the first token, as captured
+    usage = {"prompt_tokens": req.prompt_tokens, "completion_tokens": len(tokens),
+             "total_tokens": req.prompt_tokens + len(tokens)}
+    return tokens, reason, usage
+
+
+async def _stream(state: _State, req: ChatRequest, faults: FaultConfig) -> AsyncIterator[bytes]:
+    config, dialect = state.config, state.dialect
+    cid, created, model = dialect.new_id(), int(time.time()), req.model
+    tokens, reason, usage = _answer(req, config.leak_role_prefix)
+    yield dialect.role_chunk(cid, created, model)
+    if config.paced:
+        await asyncio.sleep(config.ttft + config.ttft_per_image * len(req.prompt.images))
+    delay = 1.0 / config.tokens_per_second if config.paced else 0.0
+    sent = len(tokens) - 1 if dialect.last_token_in_finish else len(tokens)
+    for i in range(len(tokens) + 1):
+        if faults.drop_after is not None and i >= faults.drop_after:
+            raise DropConnection
+        if faults.error_after is not None and i >= faults.error_after:
+            yield dialect.stream_error("**NETWORK ERROR DUE TO HIGH TRAFFIC. PLEASE REGENERATE OR REFRESH THIS "
+                                       "PAGE.**\n\n(CUDA out of memory; injected fault)", 50002)
+            yield DONE
+            return
+        if faults.stall_after is not None and i >= faults.stall_after:
+            await asyncio.sleep(faults.stall_seconds)
+        if i >= sent:
+            break
+        yield dialect.content_chunk(cid, created, model, tokens[i])
+        if delay:
+            await asyncio.sleep(delay)
+        elif i % 16 == 15:
+            await asyncio.sleep(0)  # unpaced: let the other streams through
+    final = tokens[-1] if tokens and dialect.last_token_in_finish else None
+    yield dialect.finish_chunk(cid, created, model, reason, final, req.include_usage)
+    if req.include_usage:
+        chunk = dialect.usage_chunk(cid, created, model, usage)
+        if chunk is not None:
+            yield chunk
+    yield DONE
+
+
+def create_app(config: PracticeConfig | None = None) -> Starlette:
+    """The practice server as an ASGI app, to run with uvicorn (``labkit practice`` does).
+
+    Example:
+        >>> app = create_app(PracticeConfig(fast=True))
+        >>> sorted({r.path for r in app.routes})[:2]
+        ['/api/v1/chat/completions', '/api/v1/models']
+    """
+    config = config or PracticeConfig()
+    state = _State(config)
+
+    async def chat_completions(request: Request) -> Response:
+        dialect, faults = state.dialect, config.faults
+        header = request.headers.get(FAULT_HEADER)
+        if header and config.fault_header:
+            try:
+                faults = parse_faults(header, faults)
+            except ValueError as exc:
+                return dialect.error(400, f"{FAULT_HEADER} header: {exc}", code=40001)
+        refused = _check_access(state, request, faults)
+        if refused is not None:
+            return refused
+        try:
+            raw = await _read_body(request, config.max_body_bytes)
+            req = await run_in_threadpool(parse_request, raw, config)
+        except Problem as p:
+            return dialect.error(p.status, p.message, code=p.code, kind=p.kind, param=p.param)
+        if req.stream:
+            return StreamingResponse(_stream(state, req, faults), media_type="text/event-stream")
+        tokens, reason, usage = _answer(req, config.leak_role_prefix)
+        if config.paced:
+            await asyncio.sleep(config.ttft + len(tokens) / config.tokens_per_second)
+        return JSONResponse(dialect.completion(dialect.new_id(), int(time.time()), req.model, "".join(tokens),
+                                               reason, usage))
+
+    async def models(request: Request) -> Response:
+        if config.api_keys and _bearer(request) not in config.api_keys:
+            return state.dialect.auth_error()
+        return JSONResponse({"object": "list", "data": [state.dialect.model_card(config.model, config.max_model_len)]})
+
+    async def health(request: Request) -> Response:
+        return Response(status_code=200)
+
+    routes = [Route("/health", health, methods=["GET"])]
+    for base in config.base_paths:
+        prefix = "/" + base.strip("/") if base.strip("/") else ""
+        routes.append(Route(f"{prefix}/chat/completions", chat_completions, methods=["POST"]))
+        routes.append(Route(f"{prefix}/models", models, methods=["GET"]))
+    return Starlette(routes=routes)

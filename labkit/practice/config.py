@@ -1,0 +1,152 @@
+"""Options of the practice server: dialect, pacing, limits, quirks and injected faults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+__all__ = ["Dialect", "FaultConfig", "PracticeConfig", "parse_faults"]
+
+Dialect = Literal["fastchat", "vllm"]
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """Faults to inject, all off by default.
+
+    - ``drop_after``: close the connection abruptly after this many content tokens.
+    - ``stall_after`` / ``stall_seconds``: stop sending (but keep the connection) after N tokens.
+    - ``error_after``: send the dialect's mid-stream error event after N tokens, then ``[DONE]``.
+    - ``fail_status`` (429 or 503) for the first ``fail_times`` requests (``None``: every request).
+    - ``rate_limit``: at most this many requests per minute per API key (429 beyond it).
+
+    Example:
+        >>> FaultConfig(drop_after=5).any()
+        True
+    """
+
+    drop_after: int | None = None
+    stall_after: int | None = None
+    stall_seconds: float = 3600.0
+    error_after: int | None = None
+    fail_status: int | None = None
+    fail_times: int | None = None
+    rate_limit: int | None = None
+
+    def any(self) -> bool:
+        """Whether any fault is switched on.
+
+        Example:
+            >>> FaultConfig().any()
+            False
+        """
+        return any(
+            v is not None
+            for v in (self.drop_after, self.stall_after, self.error_after, self.fail_status, self.rate_limit)
+        )
+
+
+_FAULT_KEYS = {
+    "drop-after": ("drop_after", int),
+    "stall-after": ("stall_after", int),
+    "stall-seconds": ("stall_seconds", float),
+    "error-after": ("error_after", int),
+    "status": ("fail_status", int),
+}
+
+
+def parse_faults(spec: str, base: FaultConfig | None = None) -> FaultConfig:
+    """Parse a fault spec such as ``"drop-after=5"`` or ``"stall-after=3,stall-seconds=2"``.
+
+    This is what the ``X-Practice-Fault`` request header carries, so a lesson can trigger one fault
+    on one request. Raises ``ValueError`` naming the bad part.
+
+    Example:
+        >>> parse_faults("error-after=2").error_after
+        2
+    """
+    changes: dict[str, object] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        key, _, value = part.partition("=")
+        key = key.strip()
+        if key not in _FAULT_KEYS:
+            raise ValueError(f"unknown fault {key!r}: use one of {', '.join(sorted(_FAULT_KEYS))} (e.g. drop-after=5)")
+        name, kind = _FAULT_KEYS[key]
+        try:
+            number = kind(value.strip())
+        except ValueError:
+            raise ValueError(f"fault {key!r} needs a number, got {value.strip()!r}") from None
+        if number < 0:
+            raise ValueError(f"fault {key!r} must not be negative, got {number}")
+        if name == "fail_status" and number not in (429, 503):
+            raise ValueError(f"fault 'status' must be 429 or 503, got {number}")
+        changes[name] = number
+    return replace(base or FaultConfig(), **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class PracticeConfig:
+    """Everything the practice server can be told.
+
+    Pacing: the first content token comes ``ttft`` seconds after the request (plus
+    ``ttft_per_image`` per image), then ``tokens_per_second`` tokens a second, like the 34B model on
+    one card. ``fast=True`` removes every delay (tests, CI).
+
+    Example:
+        >>> PracticeConfig(dialect="vllm", fast=True).paced
+        False
+    """
+
+    dialect: Dialect = "fastchat"
+    model: str = "llava-v1.6-34b"
+    base_paths: tuple[str, ...] = ("/v1", "/api/v1")
+    allow_non_stream: bool = False
+    leak_role_prefix: bool = True
+    fast: bool = False
+    ttft: float = 0.6
+    ttft_per_image: float = 0.5
+    tokens_per_second: float = 25.0
+    max_images: int = 1
+    max_body_bytes: int = 20 * 1024 * 1024
+    max_model_len: int = 4096
+    api_keys: tuple[str, ...] = ()
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    fault_header: bool = True
+
+    @property
+    def paced(self) -> bool:
+        """Whether answers are paced like the real model.
+
+        Example:
+            >>> PracticeConfig().paced
+            True
+        """
+        return not self.fast
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "PracticeConfig":
+        """Build a config from ``LABKIT_PRACTICE_*`` variables, then ``overrides``.
+
+        ``LABKIT_PRACTICE_FAST=1`` (CI), ``LABKIT_PRACTICE_DIALECT=vllm``, ``LABKIT_PRACTICE_NO_LEAK=1``.
+
+        Example:
+            >>> PracticeConfig.from_env({"LABKIT_PRACTICE_FAST": "1"}).fast
+            True
+        """
+        env = os.environ if env is None else env
+
+        def flag(name: str) -> bool:
+            return env.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+        values: dict[str, object] = {"fast": flag("LABKIT_PRACTICE_FAST")}
+        dialect = env.get("LABKIT_PRACTICE_DIALECT", "").strip().lower()
+        if dialect:
+            if dialect not in ("fastchat", "vllm"):
+                raise ValueError(f"LABKIT_PRACTICE_DIALECT={dialect!r} is not a dialect: use 'fastchat' or 'vllm'")
+            values["dialect"] = dialect
+        if flag("LABKIT_PRACTICE_NO_LEAK"):
+            values["leak_role_prefix"] = False
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,191 @@
+"""Validation of a chat-completion request, with messages a student can act on.
+
+Each failure is a :class:`Problem` that the dialect turns into its own error shape. FastChat's
+checks and codes are followed (40001 validation, 40301 model, 40302 range, 40303 context); where
+FastChat answers bad input with a 500 (an unknown role) the practice server answers 400.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .brain import Prompt, count_text_tokens, request_fingerprint
+from .config import PracticeConfig
+from .vision import ImageDecodeError, ImageFacts, analyse, decode_data_url, image_tokens
+
+__all__ = ["Problem", "ChatRequest", "parse_request"]
+
+ROLES = ("system", "user", "assistant")
+TEMPLATE_TOKENS_PER_MESSAGE = 4
+
+
+@dataclass
+class Problem(Exception):
+    """A request the server refuses: HTTP status, FastChat code, vLLM type and param."""
+
+    status: int
+    message: str
+    code: int = 40001
+    kind: str = "BadRequestError"
+    param: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A validated request."""
+
+    model: str
+    stream: bool
+    include_usage: bool
+    max_tokens: int
+    prompt: Prompt
+    prompt_tokens: int
+
+
+def _number(body: dict[str, Any], name: str, lo: float, hi: float | None, integer: bool = False) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
+        raise Problem(400, f"'{name}' must be {'an integer' if integer else 'a number'}, got {value!r}", param=name)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise Problem(400, f"'{name}' must be a finite number, got {value!r}", 40302, param=name)
+    if value < lo:
+        raise Problem(400, f"{value} is less than the minimum of {lo:g} - '{name}'", 40302, param=name)
+    if hi is not None and value > hi:
+        raise Problem(400, f"{value} is greater than the maximum of {hi:g} - '{name}'", 40302, param=name)
+    return value
+
+
+def _content_parts(content: Any, where: str) -> tuple[list[str], list[str]]:
+    """Texts and image URLs of one message's content."""
+    if isinstance(content, str):
+        return [content], []
+    if not isinstance(content, list):
+        raise Problem(400, f"{where}.content must be a string or a list of parts, got {type(content).__name__}",
+                      param="messages")
+    texts: list[str] = []
+    urls: list[str] = []
+    for j, part in enumerate(content):
+        here = f"{where}.content[{j}]"
+        if not isinstance(part, dict):
+            raise Problem(400, f"{here} must be an object like {{'type': 'text', 'text': '…'}}", param="messages")
+        kind = part.get("type")
+        if kind == "text":
+            if not isinstance(part.get("text"), str):
+                raise Problem(400, f"{here} has type 'text' but no string 'text' field", param="messages")
+            texts.append(part["text"])
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            if not isinstance(url, str):
+                raise Problem(400, f"{here} has type 'image_url' but no 'image_url': {{'url': 'data:image/…'}}",
+                              param="messages")
+            urls.append(url)
+        else:
+            raise Problem(400, f"{here}.type is {kind!r}: use 'text' or 'image_url' (this model reads text and "
+                               "images only)", param="messages")
+    return texts, urls
+
+
+def _messages(messages: Any, config: PracticeConfig) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    if not isinstance(messages, list) or not messages:
+        raise Problem(400, "'messages' must be a non-empty list of {'role': …, 'content': …} objects", param="messages")
+    texts_by_role: list[tuple[str, list[str]]] = []
+    urls: list[str] = []
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise Problem(400, f"{where} must be an object with 'role' and 'content'", param="messages")
+        role = message.get("role")
+        if role not in ROLES:
+            raise Problem(400, f"{where}.role is {role!r}: use one of 'system', 'user', 'assistant'", param="messages")
+        if "content" not in message:
+            raise Problem(400, f"{where} has no 'content'", param="messages")
+        texts, found = _content_parts(message["content"], where)
+        if found and role != "user":
+            raise Problem(400, f"{where} is a {role} message with an image: only user messages may carry images",
+                          param="messages")
+        texts_by_role.append((role, texts))
+        urls += found
+    if texts_by_role[-1][0] == "assistant":
+        raise Problem(400, "The last message is from the assistant: end with a user message to get an answer",
+                      param="messages")
+    if len(urls) > config.max_images:
+        raise Problem(400, f"At most {config.max_images} image(s) may be provided in one prompt; this request has "
+                           f"{len(urls)}. Send one image per request, or drop older images from the history",
+                      param="image")
+    return texts_by_role, urls
+
+
+def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
+    """Validate a request body, raising :class:`Problem` for the first thing wrong with it."""
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Problem(400, f"The request body is not valid JSON ({exc}): send a JSON object") from None
+    if not isinstance(body, dict):
+        raise Problem(400, "The request body must be a JSON object with 'model' and 'messages'")
+    missing = [k for k in ("model", "messages") if k not in body]
+    if missing:
+        raise Problem(400, f"The request has no {' or '.join(repr(m) for m in missing)} field: every chat request "
+                           "needs 'model' and 'messages'", param=missing[0])
+    model = body["model"]
+    if model != config.model:
+        if config.dialect == "vllm":
+            raise Problem(404, f"The model `{model}` does not exist. Valid aliases: {config.model}.", 40301,
+                          "NotFoundError", "model")
+        raise Problem(400, f"Only {config.model} allowed now, your model {model}", 40301, param="model")
+
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise Problem(400, f"'stream' must be true or false, got {stream!r}", param="stream")
+    if not stream and not config.allow_non_stream:
+        raise Problem(400, "This backend only answers streaming calls: pass stream=True to "
+                           "client.chat.completions.create(...) and read the chunks", param="stream")
+
+    max_tokens = _number(body, "max_tokens", 1, None, integer=True)
+    _number(body, "temperature", 0, 2)
+    _number(body, "top_p", 0, 1)
+    _number(body, "n", 1, 1, integer=True)
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise Problem(400, "'stream_options' must be an object such as {'include_usage': true}", param="stream_options")
+    include_usage = bool(options and options.get("include_usage"))
+
+    texts_by_role, urls = _messages(body["messages"], config)
+    facts: list[ImageFacts] = []
+    for k, url in enumerate(urls):
+        try:
+            facts.append(analyse(decode_data_url(url)))
+        except ImageDecodeError as exc:
+            raise Problem(400, f"Image {k + 1}: {exc}", param="image") from None
+
+    prompt_tokens = sum(TEMPLATE_TOKENS_PER_MESSAGE + sum(count_text_tokens(t) for t in texts)
+                        for _, texts in texts_by_role)
+    prompt_tokens += sum(image_tokens(f.width, f.height) for f in facts)
+    limit = config.max_model_len
+    if prompt_tokens >= limit:
+        raise Problem(400, f"This model's maximum context length is {limit} tokens. However, your messages resulted "
+                           f"in {prompt_tokens} tokens. Please reduce the length of the messages (or drop images).",
+                      40303, param="messages")
+    if max_tokens is not None and prompt_tokens + max_tokens > limit:
+        raise Problem(400, f"This model's maximum context length is {limit} tokens. However, you requested "
+                           f"{prompt_tokens + int(max_tokens)} tokens ({prompt_tokens} in the messages, "
+                           f"{int(max_tokens)} in the completion). Please reduce the length of the messages or "
+                           "completion.", 40303, param="max_tokens")
+
+    question = next((" ".join(t) for r, t in reversed(texts_by_role) if r == "user"), "")
+    system = " ".join(" ".join(t) for r, t in texts_by_role if r == "system")
+    turn = sum(1 for r, _ in texts_by_role if r == "user")
+    return ChatRequest(
+        model=model,
+        stream=stream,
+        include_usage=include_usage,
+        max_tokens=int(max_tokens) if max_tokens is not None else limit - prompt_tokens,
+        prompt=Prompt(question, tuple(facts), turn, system, request_fingerprint(body)),
+        prompt_tokens=prompt_tokens,
+    )

