@@ -1,0 +1,63 @@
+"""labkit: helpers for the multimodal-LLM course (llava-v1.6-34b behind an OpenAI-compatible API).
+
+Example:
+    >>> import labkit
+    >>> reply = labkit.chat("What is in this image?", image="images/chelsea.jpg")  # doctest: +SKIP
+"""
+
+from .cleanup import RolePrefixStripper, strip_role_prefix
+from .config import Settings, client, configure, load_settings, mask_key, reset_configuration
+from .errors import (
+    AuthError,
+    BackendError,
+    BackendUnreachable,
+    ConfigError,
+    ImageError,
+    LabkitError,
+    ModelNotFound,
+    RateLimited,
+    RequestRejected,
+    ServeError,
+    StreamError,
+)
+from .images import ImageInfo, describe_image, encode_image, estimate_image_tokens, llava_target_size
+from .messages import Conversation, assistant, estimate_tokens, system, user
+from .streaming import ChatStream, Reply, chat, stream_chat
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthError",
+    "BackendError",
+    "BackendUnreachable",
+    "ChatStream",
+    "ConfigError",
+    "Conversation",
+    "ImageError",
+    "ImageInfo",
+    "LabkitError",
+    "ModelNotFound",
+    "RateLimited",
+    "Reply",
+    "RequestRejected",
+    "RolePrefixStripper",
+    "ServeError",
+    "Settings",
+    "StreamError",
+    "assistant",
+    "chat",
+    "client",
+    "configure",
+    "describe_image",
+    "encode_image",
+    "estimate_image_tokens",
+    "estimate_tokens",
+    "llava_target_size",
+    "load_settings",
+    "mask_key",
+    "reset_configuration",
+    "stream_chat",
+    "strip_role_prefix",
+    "system",
+    "user",
+]
