@@ -32,7 +32,7 @@ class _State:
     def __init__(self, config: PracticeConfig) -> None:
         self.config = config
         self.dialect: FastChatDialect | VLLMDialect = dialect_for(config.dialect)
-        self.failures_served = 0
+        self.faulted_requests = 0
         self.requests_by_key: dict[str, deque[float]] = defaultdict(deque)
 
 
@@ -41,13 +41,22 @@ def _bearer(request: Request) -> str:
     return auth[7:].strip() if auth.lower().startswith("bearer ") else ""
 
 
+def _active_faults(state: _State, faults: FaultConfig) -> FaultConfig:
+    """The faults for this request: none once ``times`` requests have had them."""
+    if not faults.any():
+        return faults
+    if faults.times is not None and state.faulted_requests >= faults.times:
+        return FaultConfig(rate_limit=faults.rate_limit)
+    state.faulted_requests += 1
+    return faults
+
+
 def _check_access(state: _State, request: Request, faults: FaultConfig) -> Response | None:
     config, dialect = state.config, state.dialect
     key = _bearer(request)
     if config.api_keys and key not in config.api_keys:
         return dialect.auth_error()
-    if faults.fail_status and (faults.fail_times is None or state.failures_served < faults.fail_times):
-        state.failures_served += 1
+    if faults.fail_status:
         if faults.fail_status == 429:
             return dialect.error(429, "Rate limit reached (injected fault): wait a moment and retry", code=42901,
                                  kind="RateLimitError")
@@ -154,6 +163,7 @@ def create_app(config: PracticeConfig | None = None) -> Starlette:
                 faults = parse_faults(header, faults)
             except ValueError as exc:
                 return dialect.error(400, f"{FAULT_HEADER} header: {exc}", code=40001)
+        faults = _active_faults(state, faults)
         refused = _check_access(state, request, faults)
         if refused is not None:
             return refused

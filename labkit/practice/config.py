@@ -19,7 +19,9 @@ class FaultConfig:
     - ``drop_after``: close the connection abruptly after this many content tokens.
     - ``stall_after`` / ``stall_seconds``: stop sending (but keep the connection) after N tokens.
     - ``error_after``: send the dialect's mid-stream error event after N tokens, then ``[DONE]``.
-    - ``fail_status`` (429 or 503) for the first ``fail_times`` requests (``None``: every request).
+    - ``fail_status``: answer 429 or 503 before streaming.
+    - ``times``: the faults above hit only the first N requests (``None``: every request), so a
+      retry can be seen to succeed.
     - ``rate_limit``: at most this many requests per minute per API key (429 beyond it).
 
     Example:
@@ -32,7 +34,7 @@ class FaultConfig:
     stall_seconds: float = 3600.0
     error_after: int | None = None
     fail_status: int | None = None
-    fail_times: int | None = None
+    times: int | None = None
     rate_limit: int | None = None
 
     def any(self) -> bool:
@@ -54,6 +56,7 @@ _FAULT_KEYS = {
     "stall-seconds": ("stall_seconds", float),
     "error-after": ("error_after", int),
     "status": ("fail_status", int),
+    "times": ("times", int),
 }
 
 
