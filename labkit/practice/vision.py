@@ -180,11 +180,12 @@ def _facts(data: bytes) -> ImageFacts:
     if small.mode == "RGBA":
         white = Image.new("RGBA", small.size, (255, 255, 255, 255))
         small = Image.alpha_composite(white, small).convert("RGB")
-    pixels = list(small.getdata())
+    raw = small.tobytes()
+    pixels = list(zip(raw[0::3], raw[1::3], raw[2::3]))
     names = [_colour_name(p) for p in pixels]
     total = len(names)
     colours = tuple((n, c / total) for n, c in Counter(names).most_common(3))
-    brightness = sum(small.convert("L").getdata()) / total
+    brightness = sum(small.convert("L").tobytes()) / total
     quantised = [(r >> 3, g >> 3, b >> 3) for r, g, b in pixels]
     same = sum(a == b for a, b in zip(quantised, quantised[1:]))
     kind = _kind(colours, same / max(1, total - 1))

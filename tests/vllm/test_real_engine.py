@@ -55,11 +55,13 @@ def test_chat_with_an_image(labkit_on_vllm: VLLMServer, sample_photo: Path, reco
 
 def test_multi_turn_conversation(labkit_on_vllm: VLLMServer, sample_photo: Path) -> None:
     conv = labkit.Conversation()
-    first = conv.ask("What is in this image?", image=sample_photo, max_tokens=8, display=False)
+    first = conv.ask("What is in this image?", sample_photo, max_tokens=8, display=False)
     second = conv.ask("And what colour is it?", max_tokens=8, display=False)
     third = conv.ask("Say it in one word.", max_tokens=4, display=False)
     for reply in (first, second, third):
         assert isinstance(reply.text, str) and reply.finish_reason in ("stop", "length")
+    roles = [m["role"] for m in conv.messages]
+    assert roles[-6:] == ["user", "assistant"] * 3
 
 
 # ---------------------------------------------------------------- the course document's sample
