@@ -1,0 +1,138 @@
+"""encode_image: every input kind, right way up, sized to what LLaVA-1.6 sees, clear errors."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from conftest import IMAGES, decode_data_url
+from labkit import ImageError, describe_image, encode_image, llava_target_size
+
+
+def noisy_photo(width: int, height: int) -> Image.Image:
+    rng = np.random.default_rng(0)
+    gradient = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    noise = rng.normal(0, 25, (height, width, 3))
+    return Image.fromarray(np.clip(gradient + noise, 0, 255).astype(np.uint8))
+
+
+def test_phone_photo_is_downscaled_to_what_the_model_sees(tmp_path: Path) -> None:
+    path = tmp_path / "phone.jpg"
+    noisy_photo(4032, 3024).save(path, quality=92)
+    url = encode_image(path)
+    sent = decode_data_url(url)
+    assert sent.size == (1008, 756) and sent.format == "JPEG"
+    assert len(url) < path.stat().st_size / 5
+
+
+@pytest.mark.parametrize("size,expected", [((4032, 3024), (1008, 756)), ((3024, 4032), (756, 1008)),
+                                           ((4000, 1000), (2688, 672)), ((800, 600), (800, 600)),
+                                           ((2016, 2016), (1008, 1008)), ((10, 10), (10, 10))])
+def test_target_size_never_upscales_and_keeps_grid(size: tuple[int, int], expected: tuple[int, int]) -> None:
+    # protocol.md: scale = min(1, max(672 / short, 1008 / long)) keeps the server's anyres grid choice
+    assert llava_target_size(*size) == expected
+
+
+def test_resize_options(tmp_path: Path) -> None:
+    img = noisy_photo(2000, 1000)
+    assert decode_data_url(encode_image(img, resize=None)).size == (2000, 1000)
+    assert decode_data_url(encode_image(img, resize=500)).size == (500, 250)
+    with pytest.raises(ImageError, match="resize="):
+        encode_image(img, resize=-3)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    path = tmp_path / "turned.jpg"
+    img = Image.new("RGB", (400, 200), "white")
+    ImageDraw.Draw(img).rectangle((0, 0, 100, 200), fill="red")  # red on the left as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    img.save(path, exif=exif, quality=95)
+    sent = decode_data_url(encode_image(path)).convert("RGB")
+    assert sent.size == (200, 400)
+    assert sent.getpixel((100, 20))[0] > 200 and sent.getpixel((100, 20))[1] < 80, "red is now on top"
+
+
+def test_every_input_kind(tmp_path: Path) -> None:
+    path = IMAGES / "chelsea.jpg"
+    expected = Image.open(path).size
+    raw = path.read_bytes()
+    inputs = [path, str(path), raw, bytearray(raw), io.BytesIO(raw), Image.open(path), np.asarray(Image.open(path))]
+    for src in inputs:
+        assert decode_data_url(encode_image(src)).size == expected, type(src)
+    for url in ["https://example.com/cat.jpg", "data:image/png;base64,AAAA"]:
+        assert encode_image(url) == url
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "I;16", "I", "F", "YCbCr"])
+def test_every_pillow_mode(mode: str) -> None:
+    img = Image.new("RGB", (64, 48), (10, 200, 30)).convert(mode)
+    sent = decode_data_url(encode_image(img))
+    assert sent.mode in ("RGB", "L") and sent.size == (64, 48)
+
+
+def test_transparency_is_composited_on_white() -> None:
+    img = Image.new("RGBA", (32, 32), (255, 0, 0, 0))
+    sent = decode_data_url(encode_image(img, format="jpeg")).convert("RGB")
+    assert min(sent.getpixel((5, 5))) > 240
+
+
+def test_sixteen_bit_keeps_contrast() -> None:
+    arr = np.tile(np.linspace(0, 65535, 256, dtype=np.uint16), (16, 1))
+    sent = np.asarray(decode_data_url(encode_image(Image.fromarray(arr))).convert("L"))
+    assert sent[:, 0].max() < 10 and sent[:, -1].min() > 245
+
+
+def test_animation_sends_first_frame(tmp_path: Path) -> None:
+    path = tmp_path / "anim.gif"
+    frames = [Image.new("RGB", (40, 40), c) for c in ("blue", "red", "green")]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    sent = decode_data_url(encode_image(path)).convert("RGB")
+    r, g, b = sent.getpixel((20, 20))
+    assert b > 200 and r < 50
+
+
+def test_photo_is_jpeg_and_line_art_is_png() -> None:
+    assert encode_image(IMAGES / "rocket.jpg").startswith("data:image/jpeg")
+    assert encode_image(IMAGES / "camera.png").startswith("data:image/jpeg"), "a greyscale photo is still a photo"
+    chart = Image.new("RGB", (800, 600), "white")
+    draw = ImageDraw.Draw(chart)
+    for i in range(10):
+        draw.line((0, i * 60, 800, i * 60), fill="black", width=2)
+        draw.text((10, i * 60 + 5), f"row {i}", fill="blue")
+    assert encode_image(chart).startswith("data:image/png")
+
+
+def test_describe_image_reports_what_is_sent() -> None:
+    info = describe_image(encode_image(Image.new("RGB", (4032, 3024), "red")))
+    assert (info.format, info.size) == ("PNG", (1008, 756))
+    assert info.image_tokens == 2340 and info.bytes > 0
+    assert "1008×756" in str(info)
+    with pytest.raises(ImageError, match="base64 data URL"):
+        describe_image("https://example.com/x.jpg")
+
+
+def test_errors_name_the_input_and_the_fix(tmp_path: Path) -> None:
+    cases: list[tuple[object, str]] = [
+        (tmp_path / "missing.jpg", "No file at"),
+        (tmp_path, "is a folder"),
+        (b"hello, I am text", "not an image Pillow can read"),
+        (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"></svg>', "SVG"),
+        (12345, "Cannot use a int"),
+        (np.zeros((2, 3, 7)), "is not an image"),
+        (io.StringIO("text"), "open the image with 'rb'"),
+    ]
+    jpeg = io.BytesIO()
+    noisy_photo(300, 200).save(jpeg, format="JPEG")
+    cases.append((jpeg.getvalue()[: len(jpeg.getvalue()) // 2], "truncated"))
+    bomb = io.BytesIO()
+    Image.new("1", (12000, 12000)).save(bomb, format="PNG")
+    cases.append((bomb.getvalue(), "decompression bomb"))
+    for src, needle in cases:
+        with pytest.raises(ImageError) as info:
+            encode_image(src)  # type: ignore[arg-type]
+        assert needle in str(info.value), (src if not isinstance(src, bytes) else src[:20], str(info.value))
