@@ -453,28 +453,55 @@ def _read_tail(path: Path, lines: int) -> list[str]:
 
 
 class _StatusLine:
-    """One status line rewritten in place (``\\r``): elapsed seconds and the log's last line."""
+    """Start-up progress: elapsed seconds and the log's last line.
 
-    def __init__(self, stream: IO[str] | None, label: str) -> None:
+    Rewritten in place (``\\r``) on a terminal or in Jupyter; elsewhere (a pipe, a CI log) one
+    plain line every ``every`` seconds, so logs stay readable.
+    """
+
+    def __init__(self, stream: IO[str] | None, label: str, every: float = 10.0) -> None:
         self.stream = stream
         self.label = label
+        self.every = every
         self.last = ""
+        self.last_plain = -every
+        self.inplace = stream is not None and (_isatty(stream) or _in_jupyter())
 
     def update(self, elapsed: float, log_line: str) -> None:
         if self.stream is None:
             return
         text = f"{self.label} {elapsed:4.0f} s | {log_line.strip()}"
         width = shutil.get_terminal_size((120, 20)).columns - 1
-        text = text[:width].ljust(len(self.last[:width]))
+        text = text[:width]
+        if not self.inplace:
+            if elapsed - self.last_plain >= self.every:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+                self.last_plain = elapsed
+            return
         if text != self.last:
-            self.stream.write("\r" + text)
+            self.stream.write("\r" + text.ljust(len(self.last)))
             self.stream.flush()
             self.last = text
 
     def close(self, final: str) -> None:
         if self.stream is not None:
-            self.stream.write("\r" + final.ljust(len(self.last)) + "\n")
+            prefix = "\r" if self.inplace else ""
+            self.stream.write(prefix + final.ljust(len(self.last)) + "\n")
             self.stream.flush()
+
+
+def _in_jupyter() -> bool:
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 class VLLMServer:

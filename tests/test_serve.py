@@ -287,8 +287,25 @@ def test_progress_line_shows_elapsed_time_and_log(tmp_path: Path, capsys: pytest
     with VLLMServer(command=[sys.executable, "-c", script], port=port, log_path=tmp_path / "v.log"):
         pass
     err = capsys.readouterr().err
-    assert "[vllm] starting llava-v1.6-34b" in err and "Loading weights took" in err
+    assert "[vllm] starting llava-v1.6-34b" in err
     assert f"ready at http://127.0.0.1:{port}/v1" in err
+    assert "\r" not in err  # not a terminal: plain lines only
+
+
+def test_status_line_rewrites_in_place_on_a_terminal() -> None:
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Tty()
+    status = serve._StatusLine(stream, "[vllm] starting x")
+    status.update(1.0, "Loading weights")
+    status.update(2.0, "Loading weights")
+    status.close("[vllm] x ready")
+    out = stream.getvalue()
+    assert out.count("\r") == 3 and "   2 s | Loading weights" in out and "\r[vllm] x ready" in out and out.endswith("\n")
 
 
 def test_point_labkit_configures_the_base_url_and_model() -> None:

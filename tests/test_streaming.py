@@ -1,0 +1,161 @@
+"""labkit.chat / stream_chat against real practice servers over HTTP, both dialects."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import labkit
+from conftest import IMAGES
+from labkit.practice import FaultConfig, PracticeConfig, serve_in_thread
+
+
+def test_chat_cleans_the_prefix_and_reports_timings(any_url: str) -> None:
+    labkit.configure(base_url=any_url)
+    reply = labkit.chat("What colour is this?", image=IMAGES / "rocket.jpg", display=False)
+    assert reply.raw.startswith("assistant\n") and not reply.text.startswith("assistant")
+    assert reply.text == reply.raw[len("assistant\n"):]
+    assert "blue" in reply.text and "640×427" in reply.text
+    assert reply.finish_reason == "stop"
+    assert reply.ttft is not None and 0 < reply.ttft <= reply.total_time
+    assert reply.completion_tokens == reply.chunks
+
+
+def test_usage_is_read_when_the_backend_sends_it(vllm_url: str, fastchat_url: str) -> None:
+    labkit.configure(base_url=vllm_url)
+    reply = labkit.chat("Hi", display=False, max_tokens=5)
+    assert reply.usage == {"prompt_tokens": reply.usage["prompt_tokens"], "completion_tokens": 5,
+                           "total_tokens": reply.usage["prompt_tokens"] + 5}
+    assert reply.finish_reason == "length"
+    labkit.configure(base_url=fastchat_url)
+    assert labkit.chat("Hi", display=False, max_tokens=5).usage is None  # FastChat sends none
+
+
+def test_the_image_sent_is_downscaled(fastchat_url: str, tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    Image.new("RGB", (4032, 3024), (30, 30, 200)).save(big)
+    labkit.configure(base_url=fastchat_url)
+    reply = labkit.chat("What size is this image?", image=big, display=False)
+    assert reply.text.startswith("It is 1008×756 pixels"), "the server saw the downscaled image"
+
+
+def test_an_answer_containing_assistant_survives(fastchat_url: str) -> None:
+    labkit.configure(base_url=fastchat_url)
+    reply = labkit.chat("Are you an assistant?", display=False)
+    assert "assistant" in reply.text  # the question is quoted back; the document's split would cut it
+    assert reply.raw.split("assistant", 1)[1] != reply.text
+
+
+def test_stream_chat_yields_deltas(fastchat_url: str) -> None:
+    labkit.configure(base_url=fastchat_url)
+    stream = labkit.stream_chat("Hello", max_tokens=6)
+    deltas = list(stream)
+    assert len(deltas) >= 5 and "".join(deltas) == stream.reply.text
+    assert stream.reply.finish_reason == "length"
+
+
+def test_terminal_display_prints_as_it_goes(fastchat_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    labkit.configure(base_url=fastchat_url)
+    reply = labkit.chat("Hello", max_tokens=8)
+    assert capsys.readouterr().out == reply.text + "\n"
+
+
+@pytest.mark.parametrize("fault,needle", [
+    ("drop-after=3", "the connection dropped"),
+    ("error-after=3", "error mid-answer"),
+])
+def test_failures_keep_the_partial_text(any_url: str, fault: str, needle: str) -> None:
+    labkit.configure(base_url=any_url)
+    with pytest.raises(labkit.StreamError) as info:
+        labkit.chat("Describe", image=IMAGES / "coffee.jpg", display=False, extra_headers={"x-practice-fault": fault})
+    assert needle in str(info.value)
+    assert info.value.partial_text and len(info.value.partial_text.split()) <= 3
+    assert not info.value.partial_text.startswith("assistant")
+
+
+def test_stall_becomes_a_stream_error(fastchat_url: str) -> None:
+    labkit.configure(base_url=fastchat_url, timeout=0.5)
+    with pytest.raises(labkit.StreamError, match="stalled: nothing arrived for 0.5 s") as info:
+        labkit.chat("Describe", display=False, extra_headers={"x-practice-fault": "stall-after=2,stall-seconds=3"})
+    assert info.value.partial_text
+
+
+def test_retry_only_before_the_first_token() -> None:
+    with serve_in_thread(fast=True, faults=FaultConfig(drop_after=0, times=1)) as base:
+        labkit.configure(base_url=base)
+        reply = labkit.chat("Hello", display=False)
+        assert reply.attempts == 2 and reply.text
+    with serve_in_thread(fast=True, faults=FaultConfig(drop_after=2, times=1)) as base:
+        labkit.configure(base_url=base)
+        with pytest.raises(labkit.StreamError):
+            labkit.chat("Hello", display=False)  # text had arrived: no silent retry
+
+
+def test_busy_backend_is_retried_then_explained() -> None:
+    with serve_in_thread(fast=True, faults=FaultConfig(fail_status=503, times=1)) as base:
+        labkit.configure(base_url=base)
+        assert labkit.chat("Hello", display=False).text
+    with serve_in_thread(fast=True, faults=FaultConfig(fail_status=429)) as base:
+        labkit.configure(base_url=base)
+        with pytest.raises(labkit.RateLimited, match="HTTP 429"):
+            labkit.chat("Hello", display=False, client=labkit.client(max_retries=0))
+
+
+def test_interrupt_keeps_the_partial_reply() -> None:
+    with serve_in_thread(PracticeConfig(ttft=0.05, ttft_per_image=0.0, tokens_per_second=40)) as base:
+        labkit.configure(base_url=base)
+        timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+        timer.start()
+        reply = labkit.chat("Describe it in about 300 words", image=IMAGES / "chelsea.jpg", display=False)
+        timer.join()
+    assert reply.interrupted and reply.finish_reason == "interrupted"
+    assert 0 < len(reply.text.split()) < 100
+
+
+@pytest.mark.parametrize("setup,error,needle", [
+    (dict(model="gpt-4o"), labkit.ModelNotFound, "LABKIT_MODEL"),
+    (dict(max_tokens=0), labkit.RequestRejected, "max_tokens ≥ 1"),
+])
+def test_request_errors_say_what_to_fix(any_url: str, setup: dict, error: type, needle: str) -> None:
+    labkit.configure(base_url=any_url)
+    with pytest.raises(error, match=needle):
+        labkit.chat("Hi", display=False, **setup)
+
+
+def test_unreachable_backend() -> None:
+    labkit.configure(base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(labkit.BackendUnreachable, match=r"Nothing is listening at http://127.0.0.1:9/v1.*LABKIT_BASE_URL"):
+        labkit.chat("Hi", display=False, client=labkit.client(max_retries=0))
+
+
+def test_wrong_path_is_explained(fastchat_url: str) -> None:
+    labkit.configure(base_url=fastchat_url.replace("/v1", "/nope"))
+    with pytest.raises(labkit.BackendUnreachable, match="has no /chat/completions endpoint"):
+        labkit.chat("Hi", display=False)
+
+
+@pytest.mark.parametrize("dialect", ["fastchat", "vllm"])
+def test_missing_or_wrong_key_names_the_variable(dialect: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with serve_in_thread(fast=True, dialect=dialect, api_keys=("the-course-key",)) as base:
+        monkeypatch.setenv("LABKIT_BASE_URL", base)
+        with pytest.raises(labkit.AuthError, match="Set LABKIT_API_KEY") as info:
+            labkit.chat("Hi", display=False)
+        assert info.value.status == 401
+        monkeypatch.setenv("LABKIT_API_KEY", "a-wrong-key-123")
+        with pytest.raises(labkit.AuthError) as info:
+            labkit.chat("Hi", display=False)
+        assert "a-wrong-key-123" not in str(info.value)
+        monkeypatch.setenv("LABKIT_API_KEY", "the-course-key")
+        assert labkit.chat("Hi", display=False).text
+
+
+def test_bad_arguments_are_explained() -> None:
+    with pytest.raises(labkit.LabkitError, match="put the image in a message"):
+        labkit.chat([labkit.user("Hi")], image=IMAGES / "rocket.jpg", display=False)
+    with pytest.raises(labkit.LabkitError, match="takes a question"):
+        labkit.chat(42, display=False)  # type: ignore[arg-type]
