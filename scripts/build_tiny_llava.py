@@ -160,8 +160,7 @@ def build_model(config: Any) -> Any:
 
 def llava_hf_key(key: str) -> str:
     """Map a transformers-5 state-dict key to the llava-hf layout that vLLM loads."""
-    if key.startswith("model."):
-        key = key[len("model."):]
+    key = key.removeprefix("model.")
     if key.startswith("lm_head."):
         return "language_model." + key
     if key.startswith("vision_tower.") and not key.startswith("vision_tower.vision_model."):

@@ -1,0 +1,52 @@
+"""Messages and multi-turn conversations."""
+
+from __future__ import annotations
+
+import pytest
+
+import labkit
+from conftest import IMAGES, decode_data_url
+
+
+def test_user_message_shapes() -> None:
+    assert labkit.user("Hi") == {"role": "user", "content": "Hi"}
+    msg = labkit.user("What is this?", IMAGES / "chelsea.jpg")
+    assert msg["content"][0] == {"type": "text", "text": "What is this?"}
+    assert decode_data_url(msg["content"][1]["image_url"]["url"]).size == (451, 300)
+    with pytest.raises(labkit.LabkitError, match="must be text"):
+        labkit.user(IMAGES / "chelsea.jpg")  # type: ignore[arg-type]
+
+
+def test_conversation_keeps_history_and_turns(fastchat_url: str) -> None:
+    labkit.configure(base_url=fastchat_url)
+    conv = labkit.Conversation(system="Answer briefly.")
+    first = conv.ask("What colour is this?", IMAGES / "rocket.jpg", display=False)
+    assert "blue" in first.text and "(I am following the system prompt.)" in first.text
+    second = conv.ask("And how bright is it?", display=False)
+    assert second.text.startswith("(This is turn 2 of our conversation.)")
+    assert [m["role"] for m in conv.messages] == ["system", "user", "assistant", "user", "assistant"]
+    assert conv.messages[2]["content"] == first.text, "the cleaned answer goes into the history"
+    assert "blue" in second.text, "the image from turn 1 is still in the history"
+
+
+def test_older_images_are_dropped_to_fit(fastchat_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    labkit.configure(base_url=fastchat_url)
+    conv = labkit.Conversation()
+    conv.ask("What colour is this?", IMAGES / "rocket.jpg", display=False)
+    reply = conv.ask("And this one?", IMAGES / "coffee.jpg", display=False)
+    assert "orange" in reply.text  # the backend took the request: only one image was sent
+    assert "removed an older image" in capsys.readouterr().out
+    assert sum(1 for m in conv.messages for p in (m["content"] if isinstance(m["content"], list) else [])
+               if p.get("type") == "image_url") == 1
+
+
+def test_long_history_is_trimmed_under_the_context(fastchat_url: str) -> None:
+    labkit.configure(base_url=fastchat_url)
+    conv = labkit.Conversation(system="Be helpful.")
+    for i in range(12):
+        conv.add_user(f"Question {i}: " + "lorem ipsum dolor sit amet " * 60)
+        conv.add_assistant("An answer. " * 40)
+    assert conv.tokens() > 4096
+    conv.ask("Last question?", IMAGES / "astronaut.jpg", display=False, max_tokens=100)
+    assert conv.messages[0]["role"] == "system"
+    assert conv.tokens() <= 4096
