@@ -5,6 +5,7 @@ Example:
     >>> reply = labkit.chat("What is in this image?", image="images/chelsea.jpg")  # doctest: +SKIP
 """
 
+from .batch import BatchItem, BatchResult, items_from_folder, load_results, run_batch, score_keywords
 from .cleanup import RolePrefixStripper, strip_role_prefix
 from .config import Settings, client, configure, load_settings, mask_key, reset_configuration
 from .errors import (
@@ -28,6 +29,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthError",
+    "BatchItem",
+    "BatchResult",
     "BackendError",
     "BackendUnreachable",
     "ChatStream",
@@ -52,10 +55,14 @@ __all__ = [
     "encode_image",
     "estimate_image_tokens",
     "estimate_tokens",
+    "items_from_folder",
+    "load_results",
     "llava_target_size",
     "load_settings",
     "mask_key",
     "reset_configuration",
+    "run_batch",
+    "score_keywords",
     "stream_chat",
     "strip_role_prefix",
     "system",
