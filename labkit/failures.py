@@ -8,6 +8,7 @@ FastChat's ``{"detail":{"error":{…}}}`` for a bad key, and FastChat's mid-stre
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import openai
@@ -28,11 +29,12 @@ __all__ = ["transport_errors", "timeout_errors", "error_message", "translate_err
 
 def _exception_types(attr: str) -> tuple[type[BaseException], ...]:
     """The named exception class from whichever HTTP libraries are installed (openai 3.x uses httpx2;
-    older releases use httpx)."""
+    older releases use httpx). Resolved once, at import: importing inside an ``except`` clause while
+    a stream is open can let the garbage collector finalise openai's generators mid-import."""
     found: list[type[BaseException]] = []
     for module_name in ("httpx2", "httpx"):
         try:
-            module = __import__(module_name)
+            module = importlib.import_module(module_name)
         except ImportError:
             continue
         kind = getattr(module, attr, None)
@@ -41,14 +43,30 @@ def _exception_types(attr: str) -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+_TRANSPORT_ERRORS = _exception_types("TransportError") + (openai.APIConnectionError,)
+_TIMEOUT_ERRORS = _exception_types("TimeoutException") + (openai.APITimeoutError,)
+
+
 def transport_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean the connection broke (dropped, reset, incomplete body)."""
-    return _exception_types("TransportError") + (openai.APIConnectionError,)
+    """Exceptions that mean the connection broke (dropped, reset, incomplete body).
+
+    Example:
+        >>> import openai
+        >>> openai.APIConnectionError in transport_errors()
+        True
+    """
+    return _TRANSPORT_ERRORS
 
 
 def timeout_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean nothing arrived in time."""
-    return _exception_types("TimeoutException") + (openai.APITimeoutError,)
+    """Exceptions that mean nothing arrived in time.
+
+    Example:
+        >>> import openai
+        >>> openai.APITimeoutError in timeout_errors()
+        True
+    """
+    return _TIMEOUT_ERRORS
 
 
 def error_message(body: Any) -> tuple[str, Any]:

@@ -102,7 +102,8 @@ def _read_source(src: object) -> tuple[bytes | None, Image.Image | None, str]:
                 f"No file at {name}: check the spelling, or give a path relative to the current folder ({os.getcwd()})."
             )
         if path.is_dir():
-            raise ImageError(f"{name} is a folder, not an image file: pass one file inside it, e.g. {name}/photo.jpg.")
+            raise ImageError(f"{name} is a folder, not an image file: pass one file inside it, "
+                             f"e.g. {os.path.join(os.fspath(src), 'photo.jpg')!r}.")
         return path.read_bytes(), None, name
     if hasattr(src, "read"):
         data = src.read()
