@@ -19,6 +19,7 @@ def _practice_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.add_argument("--model", default=None, help="served model name (default llava-v1.6-34b)")
     p.add_argument("--fast", action="store_true", default=None, help="no pacing delays (tests, CI)")
     p.add_argument("--ttft", type=float, default=None, help="seconds to the first token (default 0.6 + 0.5 per image)")
+    p.add_argument("--ttft-per-image", type=float, default=None, help="extra seconds per image (default 0.5)")
     p.add_argument("--tokens-per-second", type=float, default=None, help="generation speed (default 25)")
     p.add_argument("--allow-non-stream", action="store_true", default=None, help="also answer stream=false")
     p.add_argument("--no-leak", action="store_true", help="do not leak the 'assistant\\n' role prefix")
@@ -43,7 +44,7 @@ def _run_practice(args: argparse.Namespace) -> int:
                          error_after=args.error_after, fail_status=args.fail_status, times=args.fault_times,
                          rate_limit=args.rate_limit)
     config = PracticeConfig.from_env(
-        dialect=args.dialect, model=args.model, fast=args.fast, ttft=args.ttft,
+        dialect=args.dialect, model=args.model, fast=args.fast, ttft=args.ttft, ttft_per_image=args.ttft_per_image,
         tokens_per_second=args.tokens_per_second, allow_non_stream=args.allow_non_stream,
         leak_role_prefix=False if args.no_leak else None, api_keys=tuple(args.api_key) or None,
         max_images=args.max_images,

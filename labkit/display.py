@@ -117,13 +117,16 @@ class JupyterView:
         self._render(text + (f"\n\n*{note}*" if note else ""))
 
 
-def make_view(display: bool | DisplayMode = True) -> LiveView:
-    """The view for ``display``: ``True``/"auto" picks Jupyter or the terminal, ``False`` shows nothing.
+def make_view(display: "bool | DisplayMode | LiveView" = True) -> LiveView:
+    """The view for ``display``: ``True``/"auto" picks Jupyter or the terminal, ``False`` shows
+    nothing, and a view object (anything with ``update`` and ``finish``) is used as it is.
 
     Example:
         >>> type(make_view(False)).__name__
         'NullView'
     """
+    if hasattr(display, "update") and hasattr(display, "finish"):
+        return display  # type: ignore[return-value]
     if display is False or display == "none":
         return NullView()
     if display == "jupyter" or ((display is True or display == "auto") and in_jupyter()):

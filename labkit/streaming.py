@@ -18,7 +18,7 @@ import openai
 
 from .cleanup import RolePrefixStripper
 from .config import Settings, client as make_client, load_settings, resolve_base_url
-from .display import DisplayMode, make_view
+from .display import DisplayMode, LiveView, make_view
 from .errors import LabkitError, StreamError
 from .failures import error_message, timeout_errors, transport_errors, translate_error
 from .images import ImageSource
@@ -266,7 +266,7 @@ def chat(
     prompt: str | list[Message],
     image: ImageSource | None = None,
     *,
-    display: bool | DisplayMode = True,
+    display: bool | DisplayMode | LiveView = True,
     **options: Any,
 ) -> Reply:
     """Ask a question (optionally about an image) and return the whole :class:`Reply`.

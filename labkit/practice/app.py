@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from .brain import compose_answer, split_tokens
 from .config import FaultConfig, PracticeConfig, parse_faults
-from .dialects import DONE, FastChatDialect, VLLMDialect, dialect_for
+from .dialects import DONE, FastChatDialect, VLLMDialect, content_event, dialect_for
 from .validation import ChatRequest, Problem, parse_request
 
 __all__ = ["create_app", "FAULT_HEADER", "LEAK"]
@@ -28,9 +28,43 @@ class DropConnection(Exception):
     """Raised inside a stream to make the server cut the connection without finishing it."""
 
 
+class _Admission:
+    """Newcomers first: streams that already sent a token wait while requests are still being read,
+    validated or sending their first token (as vLLM schedules prefills before more decoding)."""
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self._clear: asyncio.Event | None = None
+
+    def _event(self) -> asyncio.Event:
+        if self._clear is None:
+            self._clear = asyncio.Event()
+            self._clear.set()
+        return self._clear
+
+    def arrive(self) -> None:
+        self.waiting += 1
+        self._event().clear()
+
+    def served(self) -> None:
+        self.waiting -= 1
+        if self.waiting == 0:
+            self._event().set()
+
+    async def after_newcomers(self, limit: float = 0.25) -> None:
+        """Wait (at most ``limit`` seconds, so a request that never starts streaming can't stall the
+        rest) until no request is waiting for its first token."""
+        if self.waiting:
+            try:
+                await asyncio.wait_for(self._event().wait(), limit)
+            except asyncio.TimeoutError:
+                pass
+
+
 class _State:
     def __init__(self, config: PracticeConfig) -> None:
         self.config = config
+        self.admission = _Admission()
         self.dialect: FastChatDialect | VLLMDialect = dialect_for(config.dialect)
         self.faulted_requests = 0
         self.requests_by_key: dict[str, deque[float]] = defaultdict(deque)
@@ -110,38 +144,76 @@ def _answer(req: ChatRequest, leak: bool) -> tuple[list[str], str, dict[str, int
 
 
 async def _stream(state: _State, req: ChatRequest, faults: FaultConfig) -> AsyncIterator[bytes]:
+    """The event stream. Unpaced (``fast``), events are coalesced into fewer writes after the first
+    token, and streams let newly arrived requests have their first token before they go on; the bytes
+    on the wire are the same."""
     config, dialect = state.config, state.dialect
-    cid, created, model = dialect.new_id(), int(time.time()), req.model
-    tokens, reason, usage = _answer(req, config.leak_role_prefix)
-    yield dialect.role_chunk(cid, created, model)
-    if config.paced:
-        await asyncio.sleep(config.ttft + config.ttft_per_image * len(req.prompt.images))
-    delay = 1.0 / config.tokens_per_second if config.paced else 0.0
-    sent = len(tokens) - 1 if dialect.last_token_in_finish else len(tokens)
-    for i in range(len(tokens) + 1):
-        if faults.drop_after is not None and i >= faults.drop_after:
-            raise DropConnection
-        if faults.error_after is not None and i >= faults.error_after:
-            yield dialect.stream_error("**NETWORK ERROR DUE TO HIGH TRAFFIC. PLEASE REGENERATE OR REFRESH THIS "
-                                       "PAGE.**\n\n(CUDA out of memory; injected fault)", 50002)
-            yield DONE
-            return
-        if faults.stall_after is not None and i >= faults.stall_after:
-            await asyncio.sleep(faults.stall_seconds)
-        if i >= sent:
-            break
-        yield dialect.content_chunk(cid, created, model, tokens[i])
-        if delay:
-            await asyncio.sleep(delay)
-        elif i % 16 == 15:
-            await asyncio.sleep(0)  # unpaced: let the other streams through
-    final = tokens[-1] if tokens and dialect.last_token_in_finish else None
-    yield dialect.finish_chunk(cid, created, model, reason, final, req.include_usage)
-    if req.include_usage:
-        chunk = dialect.usage_chunk(cid, created, model, usage)
-        if chunk is not None:
-            yield chunk
-    yield DONE
+    admitted = True
+    try:
+        cid, created, model = dialect.new_id(), int(time.time()), req.model
+        tokens, reason, usage = _answer(req, config.leak_role_prefix)
+        frame = dialect.content_frame(cid, created, model)
+        role = dialect.role_chunk(cid, created, model)
+        if config.paced or not tokens or _fault_at(0, faults):
+            yield role
+            role = b""
+        if config.paced:
+            state.admission.served()
+            admitted = False
+            await asyncio.sleep(config.ttft + config.ttft_per_image * len(req.prompt.images))
+        delay = 1.0 / config.tokens_per_second if config.paced else 0.0
+        sent = len(tokens) - 1 if dialect.last_token_in_finish else len(tokens)
+        batch: list[bytes] = []
+        for i in range(len(tokens) + 1):
+            fault = _fault_at(i, faults)
+            if (fault or i >= sent) and batch:
+                yield b"".join(batch)
+                batch = []
+            if fault == "drop":
+                raise DropConnection
+            if fault == "error":
+                yield dialect.stream_error("**NETWORK ERROR DUE TO HIGH TRAFFIC. PLEASE REGENERATE OR REFRESH "
+                                           "THIS PAGE.**\n\n(CUDA out of memory; injected fault)", 50002) + DONE
+                return
+            if fault == "stall":
+                await asyncio.sleep(faults.stall_seconds)
+            if i >= sent:
+                break
+            event = content_event(frame, tokens[i])
+            if delay:
+                yield event
+                await asyncio.sleep(delay)
+            elif admitted:
+                yield role + event  # the first token goes out at once (with the role chunk, unpaced)
+                state.admission.served()
+                admitted = False
+                await state.admission.after_newcomers()
+            else:
+                batch.append(event)
+                if len(batch) == 64:
+                    yield b"".join(batch)
+                    batch = []
+                    await state.admission.after_newcomers()
+                    await asyncio.sleep(0)
+        final = tokens[-1] if tokens and dialect.last_token_in_finish else None
+        tail = dialect.finish_chunk(cid, created, model, reason, final, req.include_usage)
+        if req.include_usage:
+            tail += dialect.usage_chunk(cid, created, model, usage) or b""
+        yield tail + DONE
+    finally:
+        if admitted:
+            state.admission.served()
+
+
+def _fault_at(i: int, faults: FaultConfig) -> str | None:
+    """Which injected fault, if any, happens before content token ``i``."""
+    if faults.drop_after is not None and i >= faults.drop_after:
+        return "drop"
+    if faults.error_after is not None and i >= faults.error_after:
+        return "error"
+    if faults.stall_after is not None and i == faults.stall_after:
+        return "stall"
+    return None
 
 
 def create_app(config: PracticeConfig | None = None) -> Starlette:
@@ -156,6 +228,17 @@ def create_app(config: PracticeConfig | None = None) -> Starlette:
     state = _State(config)
 
     async def chat_completions(request: Request) -> Response:
+        state.admission.arrive()
+        streaming = False
+        try:
+            response = await _respond(request)
+            streaming = isinstance(response, StreamingResponse)
+            return response
+        finally:
+            if not streaming:
+                state.admission.served()  # a stream leaves the queue with its first token instead
+
+    async def _respond(request: Request) -> Response:
         dialect, faults = state.dialect, config.faults
         header = request.headers.get(FAULT_HEADER)
         if header and config.fault_header:

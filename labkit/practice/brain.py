@@ -62,10 +62,11 @@ def count_text_tokens(text: str) -> int:
     return len(split_tokens(text))
 
 
-def request_fingerprint(body: dict[str, Any]) -> str:
-    """A stable hash of the parts of a request that shape the answer."""
-    keep = {k: body.get(k) for k in ("model", "messages", "temperature", "top_p", "max_tokens")}
-    return hashlib.sha256(json.dumps(keep, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+def request_fingerprint(body: dict[str, Any], texts: list[tuple[str, list[str]]], image_digests: list[str]) -> str:
+    """A stable hash of what shapes the answer: parameters, message texts and the images' digests
+    (hashing digests rather than the base64 text keeps this cheap for large images)."""
+    keep = [[body.get(k) for k in ("model", "temperature", "top_p", "max_tokens")], texts, image_digests]
+    return hashlib.sha256(json.dumps(keep, ensure_ascii=False).encode()).hexdigest()
 
 
 _LENGTH_EN = re.compile(r"(\d{1,5})\s*(?:words?|tokens?)", re.I)

@@ -18,7 +18,7 @@ from typing import Any
 # Starlette renders JSONResponse compactly with raw UTF-8, as both real servers do for whole bodies.
 from starlette.responses import JSONResponse, Response
 
-__all__ = ["FastChatDialect", "VLLMDialect", "dialect_for", "DONE"]
+__all__ = ["FastChatDialect", "VLLMDialect", "dialect_for", "content_event", "DONE"]
 
 DONE = b"data: [DONE]\n\n"
 _B57 = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -27,6 +27,20 @@ _B57 = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 def _event(payload: dict[str, Any], compact: bool) -> bytes:
     separators = (",", ":") if compact else (", ", ": ")
     return b"data: " + json.dumps(payload, ensure_ascii=False, separators=separators).encode("utf-8") + b"\n\n"
+
+
+_SLOT = "\x00slot\x00"
+
+
+def _frame(payload: dict[str, Any], compact: bool) -> tuple[bytes, bytes]:
+    """Split an event around the text slot, so each token costs one ``json.dumps`` of a string."""
+    head, tail = _event(payload, compact).split(json.dumps(_SLOT).encode())
+    return head, tail
+
+
+def content_event(frame: tuple[bytes, bytes], text: str) -> bytes:
+    """A content chunk: the frame around the token's JSON string (identical to dumping the whole)."""
+    return frame[0] + json.dumps(text, ensure_ascii=False).encode("utf-8") + frame[1]
 
 
 def _usage(usage: dict[str, int]) -> dict[str, int]:
@@ -57,9 +71,10 @@ class FastChatDialect:
         return _event({"id": cid, "model": model,
                        "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}, False)
 
-    def content_chunk(self, cid: str, created: int, model: str, text: str) -> bytes:
-        return _event({"id": cid, "model": model,
-                       "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}, False)
+    def content_frame(self, cid: str, created: int, model: str) -> tuple[bytes, bytes]:
+        """The bytes before and after the JSON string of a content chunk's text."""
+        return _frame({"id": cid, "model": model,
+                       "choices": [{"index": 0, "delta": {"content": _SLOT}, "finish_reason": None}]}, False)
 
     def finish_chunk(self, cid: str, created: int, model: str, reason: str, text: str | None, with_usage: bool) -> bytes:
         return _event({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -117,9 +132,10 @@ class VLLMDialect:
                                     "finish_reason": None}],
                        "prompt_token_ids": None, "prompt_text": None}, True)
 
-    def content_chunk(self, cid: str, created: int, model: str, text: str) -> bytes:
-        return _event({**self._head(cid, created, model),
-                       "choices": [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None,
+    def content_frame(self, cid: str, created: int, model: str) -> tuple[bytes, bytes]:
+        """The bytes before and after the JSON string of a content chunk's text."""
+        return _frame({**self._head(cid, created, model),
+                       "choices": [{"index": 0, "delta": {"content": _SLOT}, "logprobs": None, "finish_reason": None,
                                     "token_ids": None}]}, True)
 
     def finish_chunk(self, cid: str, created: int, model: str, reason: str, text: str | None, with_usage: bool) -> bytes:

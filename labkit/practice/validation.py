@@ -7,6 +7,7 @@ FastChat answers bad input with a 500 (an unknown role) the practice server answ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -158,11 +159,14 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
 
     texts_by_role, urls = _messages(body["messages"], config)
     facts: list[ImageFacts] = []
+    digests: list[str] = []
     for k, url in enumerate(urls):
         try:
-            facts.append(analyse(decode_data_url(url)))
+            data = decode_data_url(url)
+            facts.append(analyse(data))
         except ImageDecodeError as exc:
             raise Problem(400, f"Image {k + 1}: {exc}", param="image") from None
+        digests.append(hashlib.blake2b(data, digest_size=16).hexdigest())
 
     prompt_tokens = sum(TEMPLATE_TOKENS_PER_MESSAGE + sum(count_text_tokens(t) for t in texts)
                         for _, texts in texts_by_role)
@@ -186,6 +190,6 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
         stream=stream,
         include_usage=include_usage,
         max_tokens=int(max_tokens) if max_tokens is not None else limit - prompt_tokens,
-        prompt=Prompt(question, tuple(facts), turn, system, request_fingerprint(body)),
+        prompt=Prompt(question, tuple(facts), turn, system, request_fingerprint(body, texts_by_role, digests)),
         prompt_tokens=prompt_tokens,
     )
