@@ -185,9 +185,11 @@ class Conversation:
         parts = [p for p in message["content"] if p.get("type") != "image_url"]
         message["content"] = parts + [{"type": "text", "text": _REMOVED}]
 
-    def ask(self, text: str, *images: ImageSource, **chat_options: Any) -> "Reply":
+    def ask(self, text: str, *images: ImageSource, image: ImageSource | None = None,
+            **chat_options: Any) -> "Reply":
         """Ask the next question (with optional images); the answer is added to the history.
 
+        Images may be given positionally or as ``image=`` (as with :func:`labkit.chat`).
         ``chat_options`` go to :func:`labkit.chat` (``max_tokens``, ``temperature``, ``display`` …).
 
         Example:
@@ -196,7 +198,7 @@ class Conversation:
         """
         from .streaming import chat
 
-        self.add_user(text, *images)
+        self.add_user(text, *images, *([image] if image is not None else []))
         for note in self.fit(chat_options.get("max_tokens") or self.reserve_tokens):
             print(f"labkit: removed {note} from the conversation to stay within {self.context_tokens} tokens.")
         reply = chat(self.messages, **chat_options)

@@ -20,7 +20,7 @@ def test_user_message_shapes() -> None:
 def test_conversation_keeps_history_and_turns(fastchat_url: str) -> None:
     labkit.configure(base_url=fastchat_url)
     conv = labkit.Conversation(system="Answer briefly.")
-    first = conv.ask("What colour is this?", IMAGES / "rocket.jpg", display=False)
+    first = conv.ask("What colour is this?", image=IMAGES / "rocket.jpg", display=False)
     assert "blue" in first.text and "(I am following the system prompt.)" in first.text
     second = conv.ask("And how bright is it?", display=False)
     assert second.text.startswith("(This is turn 2 of our conversation.)")
