@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import subprocess
 import sys
 import time
@@ -26,7 +25,6 @@ from labkit.serve import VLLMServer, process_group_alive
 
 SERVED_NAME = "llava-v1.6-34b"  # as in conftest.py: labkit's default model name
 Timer = Callable[[str, float], None]
-DOC_NAME = "course-api-doc.zh.md"
 
 
 # ---------------------------------------------------------------- the launcher
@@ -67,34 +65,14 @@ def test_multi_turn_conversation(labkit_on_vllm: VLLMServer, sample_photo: Path)
 # ---------------------------------------------------------------- the course document's sample
 
 
-def _course_doc(repo: Path) -> Path:
-    candidates = [repo.parent / "shared", repo / "shared"]
-    for folder in candidates:
-        path = folder / "seed" / DOC_NAME
-        if path.is_file():
-            return path
-    pytest.skip(f"the course document {DOC_NAME} is not in " + ", ".join(map(str, candidates)))
-
-
-def _sample_program(doc: Path, image: Path, base_url: str) -> str:
-    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.DOTALL)
-    assert len(blocks) == 2, "the document should hold two Python samples (image encoding, request)"
-    code = "\n".join(blocks)
-    code, n_img = re.subn(r'img_path = ".*?"', f"img_path = {str(image)!r}", code)
-    code, n_url = re.subn(r'base_url = ".*?"', f"base_url = {base_url!r}", code)
-    assert n_img == 1 and n_url == 1, "the sample's img_path / base_url lines changed"
-    assert 'model_name = "llava-v1.6-34b"' in code  # the served name matches: no change needed
-    return code
-
-
-def test_course_document_sample_runs_unchanged(vllm_server: VLLMServer, sample_photo: Path, tmp_path: Path,
-                                                repo_root: Path, record_timing: Timer) -> None:
-    program = tmp_path / "course_sample.py"
-    program.write_text(_sample_program(_course_doc(repo_root), sample_photo, vllm_server.base_url),
-                       encoding="utf-8")
+def test_course_document_sample_runs_unchanged(vllm_server: VLLMServer, sample_photo: Path, repo_root: Path,
+                                                record_timing: Timer) -> None:
+    """tests/fixtures/course_sample.py is the course document's sample, verbatim but for the image
+    path and base_url (taken from the command line)."""
+    program = repo_root / "tests" / "fixtures" / "course_sample.py"
     started = time.monotonic()
-    done = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=300,
-                          check=False)
+    done = subprocess.run([sys.executable, str(program), str(sample_photo), vllm_server.base_url],
+                          capture_output=True, text=True, timeout=300, check=False)
     record_timing("course document sample (max_tokens 1200)", time.monotonic() - started)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip()
