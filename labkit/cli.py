@@ -17,6 +17,8 @@ def _practice_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.add_argument("--dialect", choices=["fastchat", "vllm"], default=None,
                    help="wire format: fastchat (the course backend, default) or vllm")
     p.add_argument("--model", default=None, help="served model name (default llava-v1.6-34b)")
+    p.add_argument("--base-path", action="append", default=[], metavar="PATH",
+                   help="serve the API under this path (repeatable; default /v1 and /api/v1)")
     p.add_argument("--fast", action="store_true", default=None, help="no pacing delays (tests, CI)")
     p.add_argument("--ttft", type=float, default=None, help="seconds to the first token (default 0.6 + 0.5 per image)")
     p.add_argument("--ttft-per-image", type=float, default=None, help="extra seconds per image (default 0.5)")
@@ -47,12 +49,13 @@ def _run_practice(args: argparse.Namespace) -> int:
         dialect=args.dialect, model=args.model, fast=args.fast, ttft=args.ttft, ttft_per_image=args.ttft_per_image,
         tokens_per_second=args.tokens_per_second, allow_non_stream=args.allow_non_stream,
         leak_role_prefix=False if args.no_leak else None, api_keys=tuple(args.api_key) or None,
-        max_images=args.max_images,
+        max_images=args.max_images, base_paths=tuple(args.base_path) or None,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024) if args.max_body_mb else None, faults=faults)
     shown = "localhost" if args.host in ("0.0.0.0", "::") else args.host
+    urls = [f"http://{shown}:{args.port}{'/' + p.strip('/') if p.strip('/') else ''}" for p in config.base_paths]
     print(f"labkit practice server ({config.dialect} dialect, {'fast' if config.fast else 'paced like the 34B model'})\n"
-          f"  base URL: http://{shown}:{args.port}/v1   (also /api/v1, like the course backend)\n"
-          f"  use it:   export LABKIT_BASE_URL=http://{shown}:{args.port}/v1\n"
+          f"  base URL: {'   '.join(urls)}\n"
+          f"  use it:   export LABKIT_BASE_URL={urls[0]}\n"
           f"  stop:     Ctrl-C", flush=True)
     run_forever(config, host=args.host, port=args.port)
     return 0

@@ -22,7 +22,7 @@ import os
 import sys
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import openai
 
@@ -275,13 +275,3 @@ def client(settings: Settings | None = None, *, max_retries: int = 2) -> openai.
                 max_retries=max_retries,
             )
         return made
-
-
-def with_overrides(settings: Settings, **changes: object) -> Settings:
-    """A copy of ``settings`` with some fields replaced (``None`` values are ignored).
-
-    Example:
-        >>> with_overrides(Settings(), model="other").model
-        'other'
-    """
-    return replace(settings, **{k: v for k, v in changes.items() if v is not None})

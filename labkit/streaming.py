@@ -126,8 +126,8 @@ class ChatStream:
         if self._client is None:
             self._client = make_client(self.settings)
         try:
-            return self._client.chat.completions.create(
-                model=self.settings.model, messages=self.messages, stream=True,  # type: ignore[arg-type]
+            return self._client.chat.completions.create(  # type: ignore[call-overload]
+                model=self.settings.model, messages=self.messages, stream=True,
                 stream_options={"include_usage": True}, **self.options)
         except Exception as exc:  # openai/httpx errors become labkit errors with a fix
             raise translate_error(exc, base_url=self.base_url, model=self.settings.model,

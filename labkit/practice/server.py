@@ -73,7 +73,7 @@ class PracticeServer:
         config = uvicorn.Config(create_app(self.config), log_level="warning", access_log=False, lifespan="off",
                                 timeout_keep_alive=30, backlog=2048)
         server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
+        # uvicorn installs no signal handlers outside the main thread: Ctrl-C stays the notebook's.
         self._server = server
         self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                                         name=f"labkit-practice-{self.port}", daemon=True)
