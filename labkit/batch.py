@@ -15,6 +15,9 @@ Example:
 
 from __future__ import annotations
 
+# `__tracebackhide__ = True` in a function makes IPython leave its frame out of tracebacks, so a
+# student sees their own line and labkit's message, not labkit's internals.
+
 import json
 import os
 import time
@@ -70,6 +73,7 @@ def items_from_folder(folder: str | os.PathLike[str], question: str,
     Example:
         >>> items = items_from_folder("images", "What colour dominates?")  # doctest: +SKIP
     """
+    __tracebackhide__ = True
     root = Path(folder)
     if not root.is_dir():
         raise LabkitError(f"{str(folder)!r} is not a folder: pass the folder that holds the images.")
@@ -179,6 +183,7 @@ def run_batch(
         >>> result = run_batch(items_from_folder("images", "Describe the image"), "answers.jsonl")  # doctest: +SKIP
         >>> print(result.summary())                                                                 # doctest: +SKIP
     """
+    __tracebackhide__ = True
     items = list(items)
     ids = [item.id for item in items]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})

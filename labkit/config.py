@@ -17,6 +17,9 @@ local vLLM). A key is never printed, logged or written: :class:`Settings` masks 
 
 from __future__ import annotations
 
+# `__tracebackhide__ = True` in a function makes IPython leave its frame out of tracebacks, so a
+# student sees their own line and labkit's message, not labkit's internals.
+
 import math
 import os
 import sys
@@ -96,6 +99,7 @@ class Settings:
 
 
 def _check_base_url(url: str, origin: str) -> str:
+    __tracebackhide__ = True
     url = url.strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ConfigError(
@@ -111,6 +115,7 @@ def _check_base_url(url: str, origin: str) -> str:
 
 
 def _check_timeout(value: object, origin: str) -> float:
+    __tracebackhide__ = True
     try:
         seconds = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -178,6 +183,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         >>> load_settings({"LABKIT_BASE_URL": "http://lab:8008/api/v1/"}).base_url
         'http://lab:8008/api/v1'
     """
+    __tracebackhide__ = True
     env = os.environ if env is None else env
     with _lock:
         overrides = dict(_overrides)
@@ -262,6 +268,7 @@ def client(settings: Settings | None = None, *, max_retries: int = 2) -> openai.
         >>> str(c.base_url), c is client(Settings(base_url="http://127.0.0.1:8008/api/v1"))
         ('http://127.0.0.1:8008/api/v1/', True)
     """
+    __tracebackhide__ = True
     settings = settings or load_settings()
     base_url = resolve_base_url(settings)
     key = (base_url, settings.api_key or PLACEHOLDER_KEY, settings.timeout, max_retries)

@@ -7,6 +7,9 @@ the server's grid choice, so the model's input is unchanged while the upload shr
 
 from __future__ import annotations
 
+# `__tracebackhide__ = True` in a function makes IPython leave its frame out of tracebacks, so a
+# student sees their own line and labkit's message, not labkit's internals.
+
 import base64
 import binascii
 import io
@@ -52,6 +55,7 @@ def llava_target_size(width: int, height: int, resize: Resize = "llava") -> tupl
         >>> llava_target_size(300, 200)
         (300, 200)
     """
+    __tracebackhide__ = True
     if resize is None:
         return width, height
     if resize == "llava":
@@ -88,6 +92,7 @@ def estimate_image_tokens(width: int, height: int) -> int:
 
 def _read_source(src: object) -> tuple[bytes | None, Image.Image | None, str]:
     """Bytes (or an already open image) and a name for messages."""
+    __tracebackhide__ = True
     if isinstance(src, Image.Image):
         return None, src, "the PIL image"
     if type(src).__module__ == "numpy" and hasattr(src, "shape"):
@@ -117,6 +122,7 @@ def _read_source(src: object) -> tuple[bytes | None, Image.Image | None, str]:
 
 
 def _from_array(array: Any) -> Image.Image:
+    __tracebackhide__ = True
     import numpy as np
 
     a = np.asarray(array)
@@ -139,6 +145,7 @@ def _from_array(array: Any) -> Image.Image:
 
 
 def _open_bytes(data: bytes, name: str) -> Image.Image:
+    __tracebackhide__ = True
     head = data[:256].lstrip().lower()
     if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in data[:2048].lower()):
         raise ImageError(
@@ -190,6 +197,7 @@ def _is_graphic(img: Image.Image) -> bool:
 
 def _load(img: Image.Image, name: str, resize: Resize) -> Image.Image:
     """Decode (at reduced scale where JPEG allows), turn upright, convert, downscale."""
+    __tracebackhide__ = True
     try:
         if getattr(img, "is_animated", False):
             img.seek(0)
@@ -234,6 +242,7 @@ def encode_image(
         >>> url[:22], describe_image(url).size
         ('data:image/png;base64,', (1008, 756))
     """
+    __tracebackhide__ = True
     if isinstance(src, str) and src.startswith(("http://", "https://", "data:")):
         return src
     if format not in ("auto", "jpeg", "png"):
@@ -282,6 +291,7 @@ def describe_image(data_url: str) -> ImageInfo:
         >>> print(describe_image(encode_image(Image.new("L", (672, 672)))))  # doctest: +ELLIPSIS
         PNG 672×672, ... ~2928 image tokens
     """
+    __tracebackhide__ = True
     if not isinstance(data_url, str) or not data_url.startswith("data:") or ";base64," not in data_url[:100]:
         raise ImageError(f"describe_image needs a base64 data URL like 'data:image/jpeg;base64,…', got "
                          f"{str(data_url)[:40]!r}. Make one with labkit.encode_image(path).")

@@ -8,6 +8,9 @@ Example:
 
 from __future__ import annotations
 
+# `__tracebackhide__ = True` in a function makes IPython leave its frame out of tracebacks, so a
+# student sees their own line and labkit's message, not labkit's internals.
+
 import math
 import re
 from typing import TYPE_CHECKING, Any
@@ -27,6 +30,7 @@ _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\u3000-\u303f\uff00-\uffef]")
 
 
 def _text(value: object, what: str) -> str:
+    __tracebackhide__ = True
     if not isinstance(value, str):
         raise LabkitError(f"{what} must be text (str), got {type(value).__name__}: pass the question as a string.")
     return value
@@ -43,6 +47,7 @@ def user(text: str, *images: ImageSource, resize: Resize = "llava") -> Message:
         >>> [part["type"] for part in m["content"]]
         ['text', 'image_url']
     """
+    __tracebackhide__ = True
     text = _text(text, "user(text)")
     images = tuple(i for i in images if i is not None)
     if not images:
@@ -196,6 +201,7 @@ class Conversation:
             >>> conv = Conversation()
             >>> reply = conv.ask("What is in this picture?", "photo.jpg", display=False)  # doctest: +SKIP
         """
+        __tracebackhide__ = True
         from .streaming import chat
 
         self.add_user(text, *images, *([image] if image is not None else []))

@@ -9,6 +9,9 @@ retried. The leaked role prefix is removed as the text streams (:mod:`labkit.cle
 
 from __future__ import annotations
 
+# `__tracebackhide__ = True` in a function makes IPython leave its frame out of tracebacks, so a
+# student sees their own line and labkit's message, not labkit's internals.
+
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -123,6 +126,7 @@ class ChatStream:
             self._response = None
 
     def _open(self) -> Any:
+        __tracebackhide__ = True
         if self._client is None:
             self._client = make_client(self.settings)
         try:
@@ -134,6 +138,7 @@ class ChatStream:
                                   api_key=self.settings.api_key) from None
 
     def __iter__(self) -> Iterator[str]:
+        __tracebackhide__ = True
         attempt = 0
         while True:
             attempt += 1
@@ -147,6 +152,7 @@ class ChatStream:
                 time.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))  # nothing arrived yet: safe to retry
 
     def _run_once(self) -> Iterator[str]:
+        __tracebackhide__ = True
         reply, stripper = self.reply, RolePrefixStripper()
         start = time.perf_counter()
         self._response = self._open()
@@ -253,6 +259,7 @@ def stream_chat(
         >>> for delta in stream:                                                      # doctest: +SKIP
         ...     print(delta, end="", flush=True)
     """
+    __tracebackhide__ = True
     settings = settings or load_settings()
     if model:
         settings = replace(settings, model=model)
@@ -279,6 +286,7 @@ def chat(
         >>> reply = chat("Describe the image to me", image="images/chelsea.jpg", display=False)  # doctest: +SKIP
         >>> reply.text, reply.finish_reason, reply.timings()                                     # doctest: +SKIP
     """
+    __tracebackhide__ = True
     stream = stream_chat(prompt, image, **options)
     view = make_view(display)
     try:
