@@ -233,11 +233,14 @@ def _embedded_base_url() -> str:
             from .practice import start_embedded_server  # the one explicit call into the server
 
             _embedded_url = start_embedded_server()
+            from .display import in_jupyter
+
             print(
                 f"labkit: no backend configured, so the built-in practice server answers at "
                 f"{_embedded_url} (simulated answers, no GPU needed). For the course backend set "
                 f"LABKIT_BASE_URL={COURSE_URL_EXAMPLE}.",
-                file=sys.stderr,
+                # a notebook shows stderr as a red box: this is news, not an error
+                file=sys.stdout if in_jupyter() else sys.stderr,
             )
         return _embedded_url
 
