@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -93,14 +95,14 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """
     records: dict[str, dict[str, Any]] = {}
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         return records
-    for line in text.splitlines():
+    for line in data.split(b"\n"):
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # the tail of a write interrupted by a crash
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue  # the tail of a write interrupted by a crash (perhaps mid-character)
         if isinstance(record, dict) and "id" in record:
             records[str(record["id"])] = record
     return records
@@ -135,14 +137,17 @@ class BatchResult:
         return sum(scores) / len(scores) if scores else None
 
 
-def _ask(item: BatchItem, settings: Settings, client: Any, options: dict[str, Any]) -> dict[str, Any]:
-    record: dict[str, Any] = {"id": item.id, "question": item.question,
+def _ask(item: BatchItem, settings: Settings, client: Any, options: dict[str, Any],
+         stop: threading.Event) -> dict[str, Any]:
+    record: dict[str, Any] = {"id": str(item.id), "question": item.question,
                               "image": str(item.image) if isinstance(item.image, (str, os.PathLike)) else None}
     started = time.perf_counter()
     try:
         stream = stream_chat(item.question, item.image, settings=settings, client=client, **options)
         for _ in stream:
-            pass
+            if stop.is_set():  # the run was interrupted: stop generating, the record is dropped
+                stream.close()
+                break
         reply = stream.reply
         record.update(status="ok", answer=reply.text, finish_reason=reply.finish_reason,
                       ttft=reply.ttft, total_time=round(reply.total_time, 4),
@@ -157,7 +162,7 @@ def _ask(item: BatchItem, settings: Settings, client: Any, options: dict[str, An
 
 
 def _append(handle: Any, record: dict[str, Any]) -> None:
-    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    handle.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
     handle.flush()
     os.fsync(handle.fileno())
 
@@ -185,8 +190,7 @@ def run_batch(
     """
     __tracebackhide__ = True
     items = list(items)
-    ids = [item.id for item in items]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    duplicates = sorted(i for i, n in Counter(str(item.id) for item in items).items() if n > 1)
     if duplicates:
         raise LabkitError(f"Item ids must be unique; repeated: {', '.join(duplicates[:5])}. Give each item its own id.")
     if concurrency < 1:
@@ -194,25 +198,30 @@ def run_batch(
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     done = load_results(path)
-    todo = [item for item in items
-            if done.get(item.id, {}).get("status") != "ok" and not (not retry_failed and item.id in done)]
+
+    def finished(item: BatchItem) -> bool:
+        record = done.get(str(item.id))
+        return record is not None and (record.get("status") == "ok" or not retry_failed)
+
+    todo = [item for item in items if not finished(item)]
     result = BatchResult(path, skipped=len(items) - len(todo))
     settings = settings or load_settings()
     client = make_client(settings)
+    stop = threading.Event()
     started = time.perf_counter()
     bar = tqdm(total=len(todo), desc="questions", unit="q", disable=not progress)
-    with path.open("a+", encoding="utf-8") as handle:
-        handle.seek(0, os.SEEK_END)
+    with path.open("ab+") as handle:
         if handle.tell():
-            handle.seek(handle.tell() - 1)
-            if handle.read(1) != "\n":
-                handle.write("\n")  # a crash cut the last line: start a fresh one
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")  # a crash cut the last line: start a fresh one
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="labkit-batch")
-        pending: set[Future[dict[str, Any]]] = {pool.submit(_ask, item, settings, client, options) for item in todo}
+        pending: set[Future[dict[str, Any]]] = {pool.submit(_ask, item, settings, client, options, stop)
+                                                for item in todo}
         try:
             while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
+                completed, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in completed:
                     record = future.result()
                     _append(handle, record)
                     done[record["id"]] = record
@@ -224,12 +233,11 @@ def run_batch(
                     bar.set_postfix(failed=result.failed, refresh=False)
         except KeyboardInterrupt:
             result.interrupted = True
-            for future in pending:
-                future.cancel()
+            stop.set()  # running requests close their streams; their answers are not recorded
         finally:
             pool.shutdown(wait=not result.interrupted, cancel_futures=True)
             bar.close()
-    result.records = {item.id: done[item.id] for item in items if item.id in done}
+    result.records = {str(item.id): done[str(item.id)] for item in items if str(item.id) in done}
     result.wall_time = time.perf_counter() - started
     if progress:
         print(result.summary())

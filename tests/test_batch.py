@@ -19,10 +19,10 @@ from labkit.batch import BatchItem, items_from_folder, load_results, run_batch
 
 def ok_lines(path: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().split(b"\n"):
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
             continue
         if record.get("status") == "ok":
             counts[record["id"]] = counts.get(record["id"], 0) + 1
@@ -69,6 +69,28 @@ def test_resume_skips_done_items_and_survives_a_cut_line(fastchat_url: str, tmp_
     assert (result.answered, result.skipped) == (4, 2)
     assert ok_lines(out) == {f"q{i}": 1 for i in range(6)}
     assert load_results(out)["q0"]["answer"] == "done before"
+
+
+def test_a_line_cut_inside_a_chinese_character(fastchat_url: str, tmp_path: Path) -> None:
+    labkit.configure(base_url=fastchat_url)
+    out = tmp_path / "answers.jsonl"
+    whole = json.dumps({"id": "a", "status": "ok", "answer": "一只猫"}, ensure_ascii=False) + "\n"
+    cut = json.dumps({"id": "b", "status": "ok", "answer": "一只橘色的猫"}, ensure_ascii=False).encode()
+    for end in (cut.index("橘".encode()) + 1, cut.index("橘".encode()) + 3):  # mid-character, after one
+        out.write_bytes(whole.encode() + cut[:end])
+        result = run_batch([BatchItem("a", "x"), BatchItem("b", "这是什么？")], out, progress=False)
+        assert (result.skipped, result.answered) == (1, 1)
+        assert ok_lines(out) == {"a": 1, "b": 1}
+
+
+def test_integer_ids_resume(fastchat_url: str, tmp_path: Path) -> None:
+    labkit.configure(base_url=fastchat_url)
+    items = [BatchItem(i, f"Question {i}") for i in range(3)]  # type: ignore[arg-type]
+    out = tmp_path / "answers.jsonl"
+    run_batch(items, out, progress=False)
+    again = run_batch(items, out, progress=False)
+    assert (again.skipped, again.answered) == (3, 0)
+    assert ok_lines(out) == {"0": 1, "1": 1, "2": 1}
 
 
 def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
