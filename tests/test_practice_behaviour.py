@@ -98,7 +98,7 @@ def test_fastchat_validation(fastchat_url: str, payload: dict, status: int, code
 
 @pytest.mark.parametrize("payload,status,param,message", [
     (body(model="gpt-4o"), 404, "model", "The model `gpt-4o` does not exist"),
-    (body(max_tokens=-1), 400, "max_tokens", "less than the minimum"),
+    (body(max_tokens=-1), 400, "max_tokens", "max_tokens must be at least 1, got -1. (parameter=max_tokens, value=-1)"),
     (body(image_content("data:image/png;base64,bm90IGFuIGltYWdl")), 400, "image", "not an image"),
     (body(stream=False), 400, "stream", "pass stream=True"),
 ])
@@ -247,3 +247,24 @@ def test_rate_limit_is_per_key() -> None:
 def test_bad_fault_header_is_explained(fastchat_url: str) -> None:
     r = post(fastchat_url, body(), headers={"x-practice-fault": "explode=1"})
     assert r.status_code == 400 and "unknown fault 'explode'" in r.json()["message"]
+
+
+@pytest.mark.parametrize("raw", [b'{"model": "llava-v1.6-34b", "messages": [], "max_tokens": 1' + b"0" * 5000 + b"}",
+                                 b"[" * 100_000, b'{"model": "llava-v1.6-34b", "max_tokens": 1e400}'])
+def test_absurd_bodies_are_400_not_500(any_url: str, raw: bytes) -> None:
+    assert post(any_url, raw).status_code == 400
+
+
+def test_absurd_numbers_are_400(any_url: str) -> None:
+    r = post(any_url, json.dumps(body(max_tokens=10**400)).encode())
+    assert r.status_code == 400
+
+
+def test_unknown_paths_answer_like_fastapi(fastchat_url: str) -> None:
+    r = httpx.get(fastchat_url + "/nope")
+    assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
+
+
+def test_fault_header_rejects_non_finite_values(fastchat_url: str) -> None:
+    r = post(fastchat_url, body(), headers={"x-practice-fault": "stall-after=1,stall-seconds=nan"})
+    assert r.status_code == 400 and "finite" in r.json()["message"]

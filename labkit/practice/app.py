@@ -276,4 +276,10 @@ def create_app(config: PracticeConfig | None = None) -> Starlette:
         prefix = "/" + base.strip("/") if base.strip("/") else ""
         routes.append(Route(f"{prefix}/chat/completions", chat_completions, methods=["POST"]))
         routes.append(Route(f"{prefix}/models", models, methods=["GET"]))
-    return Starlette(routes=routes)
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"detail": "Not Found"}, status_code=404)  # as FastAPI (both real servers) says
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"detail": "Method Not Allowed"}, status_code=405)
+
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})

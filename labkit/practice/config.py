@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -81,8 +82,8 @@ def parse_faults(spec: str, base: FaultConfig | None = None) -> FaultConfig:
             number = kind(value.strip())
         except ValueError:
             raise ValueError(f"fault {key!r} needs a number, got {value.strip()!r}") from None
-        if number < 0:
-            raise ValueError(f"fault {key!r} must not be negative, got {number}")
+        if not math.isfinite(number) or number < 0:
+            raise ValueError(f"fault {key!r} must be a finite number ≥ 0, got {value.strip()!r}")
         if name == "fail_status" and number not in (429, 503):
             raise ValueError(f"fault 'status' must be 429 or 503, got {number}")
         changes[name] = number

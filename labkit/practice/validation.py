@@ -46,18 +46,28 @@ class ChatRequest:
     prompt_tokens: int
 
 
-def _number(body: dict[str, Any], name: str, lo: float, hi: float | None, integer: bool = False) -> float | None:
+def _number(body: dict[str, Any], name: str, lo: float, hi: float | None, dialect: str,
+            integer: bool = False) -> float | None:
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
-        raise Problem(400, f"'{name}' must be {'an integer' if integer else 'a number'}, got {value!r}", param=name)
-    if isinstance(value, float) and not math.isfinite(value):
-        raise Problem(400, f"'{name}' must be a finite number, got {value!r}", 40302, param=name)
+    finite_float = isinstance(value, float) and math.isfinite(value)
+    if isinstance(value, bool) or not (isinstance(value, int) or finite_float):
+        kind = "an integer" if integer else "a finite number"
+        raise Problem(400, f"'{name}' must be {kind}, got {value!r}", param=name)
+    if integer and not (isinstance(value, int) or float(value).is_integer()):
+        raise Problem(400, f"'{name}' must be an integer, got {value!r}", param=name)
+    shown = str(int(value)) if integer else repr(float(value))  # FastChat (pydantic) shows floats as 3.0
+    if dialect == "vllm" and value < lo:
+        raise Problem(400, f"{name} must be at least {lo:g}, got {shown}. (parameter={name}, value={shown})",
+                      40302, param=name)
+    if dialect == "vllm" and hi is not None and value > hi:
+        raise Problem(400, f"{name} must be at most {hi:g}, got {shown}. (parameter={name}, value={shown})",
+                      40302, param=name)
     if value < lo:
-        raise Problem(400, f"{value} is less than the minimum of {lo:g} - '{name}'", 40302, param=name)
+        raise Problem(400, f"{shown} is less than the minimum of {lo:g} - '{name}'", 40302, param=name)
     if hi is not None and value > hi:
-        raise Problem(400, f"{value} is greater than the maximum of {hi:g} - '{name}'", 40302, param=name)
+        raise Problem(400, f"{shown} is greater than the maximum of {hi:g} - '{name}'", 40302, param=name)
     return value
 
 
@@ -126,8 +136,8 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
     """Validate a request body, raising :class:`Problem` for the first thing wrong with it."""
     try:
         body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Problem(400, f"The request body is not valid JSON ({exc}): send a JSON object") from None
+    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd numbers or nesting
+        raise Problem(400, f"The request body is not valid JSON ({str(exc)[:80]}): send a JSON object") from None
     if not isinstance(body, dict):
         raise Problem(400, "The request body must be a JSON object with 'model' and 'messages'")
     missing = [k for k in ("model", "messages") if k not in body]
@@ -148,10 +158,10 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
         raise Problem(400, "This backend only answers streaming calls: pass stream=True to "
                            "client.chat.completions.create(...) and read the chunks", param="stream")
 
-    max_tokens = _number(body, "max_tokens", 1, None, integer=True)
-    _number(body, "temperature", 0, 2)
-    _number(body, "top_p", 0, 1)
-    _number(body, "n", 1, 1, integer=True)
+    max_tokens = _number(body, "max_tokens", 1, None, config.dialect, integer=True)
+    _number(body, "temperature", 0, 2, config.dialect)
+    _number(body, "top_p", 0, 1, config.dialect)
+    _number(body, "n", 1, 1, config.dialect, integer=True)
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise Problem(400, "'stream_options' must be an object such as {'include_usage': true}", param="stream_options")
