@@ -26,7 +26,7 @@ _MAX_SPACE = 8
 _IM_START = "<|im_start|>"
 _WORD = "assistant"
 _TERMINATORS = ("\n", ":", ": ", ":\n")
-_MARKER = re.compile(r"[ \t\r\n]{0,8}(?:<\|im_start\|>)?(?i:assistant)(?:\n|:[ \n]?)")
+_MARKER = re.compile(r"[ \t\r\n]{0,8}(?:<\|im_start\|>)?(?ai:assistant)(?:\n|:[ \n]?)")
 
 #: The longest marker the rule can remove; a stream holds back at most this many characters.
 MAX_PREFIX_LEN = _MAX_SPACE + len(_IM_START) + len(_WORD) + 2
@@ -50,7 +50,7 @@ def _prefix_matches(rest: str, form: str) -> bool:
     start = form.find(_WORD)
     for i, ch in enumerate(rest):
         want = form[i]
-        if (ch.lower() if start <= i < start + len(_WORD) else ch) != want:
+        if (ch.lower() if start <= i < start + len(_WORD) and ch.isascii() else ch) != want:
             return False
     return True
 
@@ -93,6 +93,11 @@ class RolePrefixStripper:
         if _could_grow_into_marker(self._buffer):
             return ""
         return self.finish()
+
+    @property
+    def pending(self) -> str:
+        """What is held back right now, as it would be shown if the stream ended here."""
+        return "" if self._decided else strip_role_prefix(self._buffer)
 
     def finish(self) -> str:
         """The stream ended (or the start is settled): return what was held back, cleaned."""

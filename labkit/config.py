@@ -12,7 +12,8 @@ timeout (seconds)    ``LABKIT_TIMEOUT``                          ``120`` (the lo
 ===================  ==========================================  ==========================
 
 :func:`configure` overrides them for this Python process (used by ``labkit.serve`` after it starts a
-local vLLM). A key is never printed, logged or written: :class:`Settings` masks it in its repr.
+local vLLM). ``OPENAI_API_KEY`` is used only with ``OPENAI_BASE_URL`` (or no URL), never sent to a
+``LABKIT_BASE_URL``. A key is never printed, logged or written: :class:`Settings` masks it in its repr.
 """
 
 from __future__ import annotations
@@ -196,7 +197,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         base_url = _check_base_url(base_url, origin)
     sources["base_url"] = origin or "not set: embedded practice server"
 
-    api_key, origin = _first(env, _KEY_VARS)
+    # OPENAI_API_KEY goes only where OPENAI_BASE_URL points: a JupyterHub may set a real OpenAI key
+    # for other tools, and it must not be sent to a course backend that LABKIT_BASE_URL names.
+    key_vars = _KEY_VARS if sources["base_url"] in ("OPENAI_BASE_URL", "not set: embedded practice server") \
+        else _KEY_VARS[:1]
+    api_key, origin = _first(env, key_vars)
     if "api_key" in overrides:
         api_key, origin = str(overrides["api_key"]), "configure()"
     sources["api_key"] = origin or "not set"

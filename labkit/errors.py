@@ -74,18 +74,22 @@ class RateLimited(BackendError):
 
 
 class StreamError(BackendError):
-    """A streaming answer broke off. ``partial_text`` holds what arrived before it did."""
+    """A streaming answer broke off. ``partial_text`` holds what arrived before it did; ``reason`` is
+    ``"dropped"`` (the connection broke), ``"stalled"`` (nothing arrived in time) or ``"backend"``
+    (the backend sent an error event)."""
 
     def __init__(
         self,
         message: str,
         *,
         partial_text: str = "",
+        reason: str = "dropped",
         status: int | None = None,
         body: object = None,
     ) -> None:
         super().__init__(message, status=status, body=body)
         self.partial_text = partial_text
+        self.reason = reason
 
 
 class ServeError(LabkitError):

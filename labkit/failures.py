@@ -97,7 +97,7 @@ def _hint_for(code: Any, message: str) -> str:
     if code == 40303 or "context length" in lowered:
         return ("Shorten the conversation or drop images (labkit.Conversation trims old images), "
                 "or ask for fewer max_tokens.")
-    if code == 40302 or "minimum" in lowered or "maximum" in lowered:
+    if code == 40302 or any(w in lowered for w in ("minimum", "maximum", "must be at least", "must be at most")):
         return "Use max_tokens ≥ 1, 0 ≤ temperature ≤ 2 and 0 ≤ top_p ≤ 1."
     if "stream" in lowered:
         return "This backend answers streaming calls only; labkit.chat streams for you."

@@ -77,8 +77,10 @@ class Reply:
     def __str__(self) -> str:
         return self.text
 
-    def _repr_markdown_(self) -> str:
-        return self.text
+    def __repr__(self) -> str:
+        # short on purpose: a bare `labkit.chat(...)` at the end of a cell already showed the answer
+        state = "interrupted" if self.interrupted else self.finish_reason
+        return f"<Reply {state}: {len(self.text)} characters, {self.timings()}>"
 
 
 def _as_messages(prompt: str | list[Message], image: ImageSource | None) -> list[Message]:
@@ -146,14 +148,17 @@ class ChatStream:
             try:
                 yield from self._run_once()
                 return
-            except StreamError:
-                if self.reply.raw or attempt > self.retries:
+            except StreamError as exc:
+                # Only a connection dropped before any text is retried: a stall would just queue the
+                # request again behind others, and text already shown must not be asked for twice.
+                if self.reply.raw or exc.reason != "dropped" or attempt > self.retries:
                     raise
-                time.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))  # nothing arrived yet: safe to retry
+                time.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))
 
     def _run_once(self) -> Iterator[str]:
         __tracebackhide__ = True
-        reply, stripper = self.reply, RolePrefixStripper()
+        reply = self.reply
+        stripper = self._stripper = RolePrefixStripper()
         start = time.perf_counter()
         self._response = self._open()
         try:
@@ -169,6 +174,10 @@ class ChatStream:
                 if shown:
                     reply.text += shown
                     yield shown
+            tail = stripper.finish()
+            if tail:
+                reply.text += tail
+                yield tail
         except KeyboardInterrupt:
             reply.interrupted = True
             reply.finish_reason = reply.finish_reason or "interrupted"
@@ -187,12 +196,9 @@ class ChatStream:
         except transport_errors():
             raise self._broken() from None
         finally:
+            reply.text += stripper.finish()  # text held back at the start still belongs to the answer
             reply.total_time = time.perf_counter() - start
             self.close()
-        tail = stripper.finish()
-        if tail:
-            reply.text += tail
-            yield tail
 
     def _content_of(self, chunk: Any) -> str:
         reply = self.reply
@@ -213,24 +219,31 @@ class ChatStream:
             reply.finish_reason = choice.finish_reason
         return (choice.delta.content or "") if choice.delta else ""
 
+    def _partial(self) -> str:
+        """The cleaned text so far, including what the prefix stripper still holds back."""
+        stripper = getattr(self, "_stripper", None)
+        return self.reply.text + (stripper.pending if stripper is not None else "")
+
     def _partial_note(self) -> str:
-        n = len(self.reply.raw)
-        return f"{n} characters arrived before that (kept in .partial_text)" if n else "no text had arrived yet"
+        n = len(self._partial())
+        return f"{n} characters arrived before that (kept in the error's .partial_text)" if n \
+            else "no text had arrived yet"
 
     def _broken(self) -> StreamError:
         return StreamError(f"The answer from {self.base_url} broke off: the connection dropped; "
                            f"{self._partial_note()}. Ask again; if it keeps happening, the backend may be restarting.",
-                           partial_text=self.reply.text)
+                           partial_text=self._partial(), reason="dropped")
 
     def _stalled(self) -> StreamError:
         return StreamError(f"The answer from {self.base_url} stalled: nothing arrived for {self.settings.timeout:g} s "
                            f"(LABKIT_TIMEOUT); {self._partial_note()}. Ask again, or raise LABKIT_TIMEOUT.",
-                           partial_text=self.reply.text)
+                           partial_text=self._partial(), reason="stalled")
 
     def _server_error(self, message: str, code: Any) -> StreamError:
-        return StreamError(f"The backend reported an error mid-answer (code {code}): {message.strip()}; "
+        said = " ".join(message.replace("**", "").split())  # one line, without Markdown emphasis
+        return StreamError(f"The backend reported an error mid-answer (code {code}): {said}; "
                            f"{self._partial_note()}. Ask again in a moment.",
-                           partial_text=self.reply.text, body={"message": message, "code": code})
+                           partial_text=self._partial(), reason="backend", body={"message": message, "code": code})
 
 
 def stream_chat(
@@ -244,7 +257,7 @@ def stream_chat(
     stop: str | list[str] | None = None,
     client: openai.OpenAI | None = None,
     settings: Settings | None = None,
-    retries: int = 2,
+    retries: int = 1,
     **extra: Any,
 ) -> ChatStream:
     """Start a streaming answer; iterate the result for cleaned text deltas.
@@ -289,13 +302,18 @@ def chat(
     __tracebackhide__ = True
     stream = stream_chat(prompt, image, **options)
     view = make_view(display)
+    deltas = iter(stream)
     try:
-        for delta in stream:
+        for delta in deltas:
             view.update(stream.reply.text, delta)
     except KeyboardInterrupt:
-        stream.close()
-        stream.reply.interrupted = True
-        view.finish(stream.reply.text, "⏹ stopped: the partial answer is kept in reply.text")
-        return stream.reply
+        deltas.close()  # runs the stream's cleanup: the response is closed, timings are set
+        reply = stream.reply
+        reply.interrupted, reply.finish_reason = True, "interrupted"
+        view.finish(reply.text, "⏹ stopped: the partial answer is kept in the returned reply's .text")
+        return reply
+    except StreamError as exc:
+        view.finish(exc.partial_text, "⚠ the answer broke off (see the error below)")
+        raise
     view.finish(stream.reply.text)
     return stream.reply

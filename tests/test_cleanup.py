@@ -67,3 +67,25 @@ def test_stream_holds_back_at_most_the_prefix(x: str) -> None:
     for i, ch in enumerate(x):
         shown += stripper.feed(ch)
         assert i + 1 - len(shown) <= MAX_PREFIX_LEN  # held back, or removed as a marker
+
+
+NEAR_MISSES = st.builds(
+    lambda space, head, cut, tail: space + (head)[:cut] + tail,
+    st.text(alphabet=" \t\r\n", max_size=10),
+    st.sampled_from(["assistant\n", "Assistant: ", "<|im_start|>assistant\n", "<|im_start|>user\n", "assistance",
+                     "aſſistant\n", "ASSISTANT:\n"]),
+    st.integers(0, 24),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=400)
+@given(NEAR_MISSES, st.lists(st.integers(0, 40), max_size=10))
+def test_near_misses_chunk_consistently(text: str, cuts: list[int]) -> None:
+    stripper = RolePrefixStripper()
+    pieces = [stripper.feed(part) for part in chunked(text, cuts)] + [stripper.finish()]
+    assert "".join(pieces) == strip_role_prefix(text)
+
+
+def test_only_ascii_spellings_count() -> None:
+    assert strip_role_prefix("aſſistant\nHi") == "aſſistant\nHi"

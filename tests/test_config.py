@@ -32,6 +32,14 @@ def test_labkit_variables_win_over_openai_ones(monkeypatch: pytest.MonkeyPatch) 
     assert s.sources["base_url"] == "LABKIT_BASE_URL"
 
 
+def test_an_openai_key_is_not_sent_to_a_labkit_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "real-openai-secret")
+    monkeypatch.setenv("LABKIT_BASE_URL", "http://lab:8008/api/v1")
+    assert load_settings().api_key is None
+    monkeypatch.setenv("LABKIT_API_KEY", "course-key")
+    assert load_settings().api_key == "course-key"
+
+
 def test_configure_overrides_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LABKIT_BASE_URL", "http://lab:8008/api/v1")
     labkit.configure(base_url="http://127.0.0.1:8000/v1", model="served")

@@ -159,3 +159,50 @@ def test_bad_arguments_are_explained() -> None:
         labkit.chat([labkit.user("Hi")], image=IMAGES / "rocket.jpg", display=False)
     with pytest.raises(labkit.LabkitError, match="takes a question"):
         labkit.chat(42, display=False)  # type: ignore[arg-type]
+
+
+class RecordingView:
+    def __init__(self) -> None:
+        self.updates: list[str] = []
+        self.finished: tuple[str, str] | None = None
+
+    def update(self, text: str, delta: str) -> None:
+        self.updates.append(text)
+
+    def finish(self, text: str, note: str = "") -> None:
+        self.finished = (text, note)
+
+
+def test_a_broken_answer_ends_the_live_view_with_a_note(fastchat_url: str) -> None:
+    labkit.configure(base_url=fastchat_url)
+    view = RecordingView()
+    with pytest.raises(labkit.StreamError) as info:
+        labkit.chat("Describe", image=IMAGES / "rocket.jpg", display=view, extra_headers={"x-practice-fault": "drop-after=6"})
+    assert view.finished == (info.value.partial_text, "⚠ the answer broke off (see the error below)")
+    assert f"{len(info.value.partial_text)} characters arrived" in str(info.value)
+    assert info.value.reason == "dropped"
+
+
+def test_a_stall_is_not_retried(fastchat_url: str) -> None:
+    import time
+
+    labkit.configure(base_url=fastchat_url, timeout=0.5)
+    started = time.perf_counter()
+    with pytest.raises(labkit.StreamError) as info:
+        labkit.chat("Hi", display=False, extra_headers={"x-practice-fault": "stall-after=0,stall-seconds=3"})
+    assert info.value.reason == "stalled" and info.value.partial_text == ""
+    assert time.perf_counter() - started < 1.5
+
+
+def test_backend_error_message_is_one_clean_line(fastchat_url: str) -> None:
+    labkit.configure(base_url=fastchat_url)
+    with pytest.raises(labkit.StreamError) as info:
+        labkit.chat("Hi", display=False, extra_headers={"x-practice-fault": "error-after=2"})
+    assert "\n" not in str(info.value) and "**" not in str(info.value)
+    assert "NETWORK ERROR DUE TO HIGH TRAFFIC" in str(info.value) and info.value.reason == "backend"
+
+
+def test_reply_repr_is_short(fastchat_url: str) -> None:
+    labkit.configure(base_url=fastchat_url)
+    reply = labkit.chat("Hello", display=False, max_tokens=4)
+    assert repr(reply).startswith("<Reply length: ") and len(repr(reply)) < 120
