@@ -169,25 +169,44 @@ def _open_bytes(data: bytes, name: str) -> Image.Image:
     return img
 
 
-def _to_rgb_or_l(img: Image.Image) -> Image.Image:
+def _to_rgb_or_l(img: Image.Image, name: str) -> Image.Image:
     """Any Pillow mode to RGB or L; transparency is composited on white."""
+    import numpy as np
+
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if img.mode in ("La", "RGBa"):  # premultiplied alpha: on white, colour + (255 - alpha)
+        a = np.asarray(img, dtype=np.uint16)
+        mixed = np.clip(a[..., :-1] + (255 - a[..., -1:]), 0, 255).astype(np.uint8)
+        return Image.fromarray(mixed[..., 0] if img.mode == "La" else mixed)
+    if img.mode in ("RGBA", "LA", "PA"):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    if img.mode.startswith("I;16"):
-        img = img.convert("I")
-    if img.mode == "I":  # 16-bit data: keep the top 8 bits
-        return img.point(lambda v: v * (1 / 256)).convert("L")
-    if img.mode == "F":
-        return img.convert("L")
+        flat = Image.alpha_composite(white, rgba)
+        return flat.convert("L" if img.mode == "LA" else "RGB")
+    if img.mode.startswith("I") or img.mode == "F":  # 16-bit, 32-bit or float data
+        a = np.asarray(img.convert("F") if img.mode.startswith("I;16") else img, dtype=np.float64)
+        peak = float(np.nanmax(a)) if a.size else 0.0
+        if img.mode == "F" and peak <= 1.0:
+            a = a * 255.0  # floats in 0..1
+        elif peak > 255:
+            a = a / 256.0  # 16-bit range: keep the top 8 bits
+        return Image.fromarray(np.clip(np.rint(np.nan_to_num(a)), 0, 255).astype(np.uint8))
     if img.mode == "1":
         return img.convert("L")
     if img.mode in ("L", "RGB"):
         return img
-    return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV, …
+    if img.mode == "LAB":
+        from PIL import ImageCms
+
+        lab_to_srgb = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"),
+                                              "LAB", "RGB")
+        return ImageCms.applyTransform(img, lab_to_srgb) or img
+    try:
+        return img.convert("RGB")  # CMYK, YCbCr, HSV, …
+    except ValueError:
+        raise ImageError(f"{name} uses the Pillow mode {img.mode!r}, which labkit cannot convert: save it as an "
+                         "ordinary RGB PNG or JPEG first.") from None
 
 
 def _is_graphic(img: Image.Image) -> bool:
@@ -195,24 +214,32 @@ def _is_graphic(img: Image.Image) -> bool:
     return img.getcolors(maxcolors=256 if img.mode == "RGB" else 48) is not None
 
 
-def _load(img: Image.Image, name: str, resize: Resize) -> Image.Image:
-    """Decode (at reduced scale where JPEG allows), turn upright, convert, downscale."""
+def _load(img: Image.Image, name: str, resize: Resize, owned: bool) -> Image.Image:
+    """Decode (at reduced scale where JPEG allows), turn upright, convert, downscale.
+
+    ``owned`` says labkit opened ``img`` itself; a caller's image is never changed (its frame, size
+    and pixels stay as they were)."""
     __tracebackhide__ = True
     try:
         if getattr(img, "is_animated", False):
+            position = img.tell()
             img.seek(0)
+            first = img.copy()
+            if not owned:
+                img.seek(position)
+            img = first
         width, height = img.size
         turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
         upright = (height, width) if turned else (width, height)
         target = llava_target_size(*upright, resize)
-        if img.format == "JPEG" and target != upright:
+        if owned and img.format == "JPEG" and target != upright:
             img.draft(img.mode if img.mode in ("RGB", "L") else "RGB", (target[1], target[0]) if turned else target)
         img.load()
-        img = ImageOps.exif_transpose(img)
+        img = ImageOps.exif_transpose(img)  # a new image: the caller's stays as it was
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{name} could not be decoded ({exc}); the file may be truncated or damaged: "
                          "download or export it again.") from None
-    img = _to_rgb_or_l(img)
+    img = _to_rgb_or_l(img, name)
     if img.size != target:
         img = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
     return img
@@ -250,10 +277,11 @@ def encode_image(
     if not 1 <= int(quality) <= 100:
         raise ImageError(f"quality={quality!r} is out of range: use 1–100 (90 is a good default).")
     data, img, name = _read_source(src)
+    owned = img is None
     if img is None:
         assert data is not None
         img = _open_bytes(data, name)
-    img = _load(img, name, resize)
+    img = _load(img, name, resize, owned)
     chosen = format if format != "auto" else ("png" if _is_graphic(img) else "jpeg")
     out = io.BytesIO()
     if chosen == "png":

@@ -68,11 +68,31 @@ def test_every_input_kind(tmp_path: Path) -> None:
         assert encode_image(url) == url
 
 
-@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "I;16", "I", "F", "YCbCr"])
-def test_every_pillow_mode(mode: str) -> None:
+@pytest.mark.parametrize("mode,expected", [
+    ("1", (0, 0, 0)), ("L", (124,) * 3), ("LA", (124,) * 3), ("La", (124,) * 3), ("I;16", (124,) * 3),
+    ("I", (124,) * 3), ("F", (124,) * 3), ("P", (0, 204, 51)), ("PA", (0, 204, 51)), ("RGB", (10, 200, 30)),
+    ("RGBA", (10, 200, 30)), ("RGBa", (10, 200, 30)), ("CMYK", (10, 200, 30)), ("YCbCr", (10, 200, 30)),
+    ("LAB", (10, 200, 30)), ("HSV", (10, 200, 30)),
+])
+def test_every_pillow_mode_keeps_its_colour(mode: str, expected: tuple[int, int, int]) -> None:
     img = Image.new("RGB", (64, 48), (10, 200, 30)).convert(mode)
     sent = decode_data_url(encode_image(img))
     assert sent.mode in ("RGB", "L") and sent.size == (64, 48)
+    got = sent.convert("RGB").getpixel((32, 24))
+    assert max(abs(g - e) for g, e in zip(got, expected)) <= 12, (mode, got)
+
+
+def test_a_callers_image_is_left_alone() -> None:
+    img = Image.open(IMAGES / "rocket.jpg")
+    encode_image(img, resize=100)
+    assert img.size == (640, 427) and img.mode == "RGB"
+    frames = [Image.new("RGB", (8, 8), c) for c in ("blue", "red")]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    anim = Image.open(buf)
+    anim.seek(1)
+    encode_image(anim)
+    assert anim.tell() == 1
 
 
 def test_transparency_is_composited_on_white() -> None:

@@ -171,6 +171,11 @@ def _facts(data: bytes) -> ImageFacts:
     try:
         img.draft("RGB", (96, 96))  # JPEG: decode at 1/2, 1/4 or 1/8 scale, much faster
         img = ImageOps.exif_transpose(img)
+        if img.mode.startswith("I") or img.mode == "F":  # 16-bit or float data, e.g. a 16-bit PNG
+            extrema = img.convert("F").getextrema()
+            peak = float(extrema[1]) if isinstance(extrema[1], (int, float)) else 255.0
+            scale = 255.0 if peak <= 1.0 else (1 / 256 if peak > 255 else 1.0)
+            img = img.convert("F").point(lambda v: v * scale).convert("L")
         small = img.convert("RGBA") if img.mode in ("RGBA", "LA", "PA", "P") else img.convert("RGB")
         small.thumbnail((96, 96))
     except Exception as exc:
