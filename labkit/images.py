@@ -176,8 +176,8 @@ def _to_rgb_or_l(img: Image.Image, name: str) -> Image.Image:
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("La", "RGBa"):  # premultiplied alpha: on white, colour + (255 - alpha)
-        a = np.asarray(img, dtype=np.uint16)
-        mixed = np.clip(a[..., :-1] + (255 - a[..., -1:]), 0, 255).astype(np.uint8)
+        premultiplied = np.asarray(img, dtype=np.uint16)
+        mixed = np.clip(premultiplied[..., :-1] + (255 - premultiplied[..., -1:]), 0, 255).astype(np.uint8)
         return Image.fromarray(mixed[..., 0] if img.mode == "La" else mixed)
     if img.mode in ("RGBA", "LA", "PA"):
         rgba = img.convert("RGBA")
@@ -185,13 +185,13 @@ def _to_rgb_or_l(img: Image.Image, name: str) -> Image.Image:
         flat = Image.alpha_composite(white, rgba)
         return flat.convert("L" if img.mode == "LA" else "RGB")
     if img.mode.startswith("I") or img.mode == "F":  # 16-bit, 32-bit or float data
-        a = np.asarray(img.convert("F") if img.mode.startswith("I;16") else img, dtype=np.float64)
-        peak = float(np.nanmax(a)) if a.size else 0.0
+        values = np.asarray(img.convert("F") if img.mode.startswith("I;16") else img, dtype=np.float64)
+        peak = float(np.nanmax(values)) if values.size else 0.0
         if img.mode == "F" and peak <= 1.0:
-            a = a * 255.0  # floats in 0..1
+            values = values * 255.0  # floats in 0..1
         elif peak > 255:
-            a = a / 256.0  # 16-bit range: keep the top 8 bits
-        return Image.fromarray(np.clip(np.rint(np.nan_to_num(a)), 0, 255).astype(np.uint8))
+            values = values / 256.0  # 16-bit range: keep the top 8 bits
+        return Image.fromarray(np.clip(np.rint(np.nan_to_num(values)), 0, 255).astype(np.uint8))
     if img.mode == "1":
         return img.convert("L")
     if img.mode in ("L", "RGB"):

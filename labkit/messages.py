@@ -181,8 +181,10 @@ class Conversation:
             removed.append("an older image")
         start = 1 if self.messages and self.messages[0]["role"] == "system" else 0
         while self.tokens() + reserve > self.context_tokens and len(self.messages) - start > 1:
-            dropped = self.messages.pop(start)
-            removed.append(f"an old {dropped['role']} message")
+            # drop the oldest turn whole (a question and its answer), so history still starts with a user
+            turn = 2 if len(self.messages) - start > 2 and self.messages[start + 1]["role"] == "assistant" else 1
+            del self.messages[start:start + turn]
+            removed.append("the oldest question and answer" if turn == 2 else "the oldest message")
         return removed
 
     @staticmethod
@@ -207,7 +209,11 @@ class Conversation:
         self.add_user(text, *images, *([image] if image is not None else []))
         for note in self.fit(chat_options.get("max_tokens") or self.reserve_tokens):
             print(f"labkit: removed {note} from the conversation to stay within {self.context_tokens} tokens.")
-        reply = chat(self.messages, **chat_options)
+        try:
+            reply = chat(self.messages, **chat_options)
+        except BaseException:
+            self.messages.pop()  # unanswered: asking again must not send the question twice
+            raise
         self.add_assistant(reply.text)
         self.replies.append(reply)
         return reply

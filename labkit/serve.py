@@ -491,6 +491,18 @@ class _StatusLine:
             self.stream.flush()
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the parent dies, so a kernel that is
+    killed (not just shut down) does not leave vLLM holding the GPU's memory."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 def _in_jupyter() -> bool:
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
@@ -561,6 +573,7 @@ class VLLMServer:
         )
         self._log_path = Path(log_path) if log_path is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
         self._log_file: IO[bytes] | None = None
         self._atexit_registered = False
         self.startup_seconds: float | None = None
@@ -585,8 +598,8 @@ class VLLMServer:
 
     @property
     def pid(self) -> int | None:
-        """The child's process id (also its process group id), or None before start."""
-        return self._proc.pid if self._proc is not None else None
+        """The child's process id (also its process group id; kept after stop), or None before start."""
+        return self._pid
 
     @property
     def running(self) -> bool:
@@ -628,7 +641,9 @@ class VLLMServer:
             self._proc = subprocess.Popen(
                 self.command, stdin=subprocess.DEVNULL, stdout=self._log_file,
                 stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
+            self._pid = self._proc.pid
         except OSError as exc:
             self._close_log()
             raise ServeError(
@@ -708,6 +723,7 @@ class VLLMServer:
                 self._signal_group(pgid, signal.SIGKILL)
                 proc.wait()
             self._reap_group(pgid, timeout=min(timeout, 10.0))
+            self._proc = None  # never signal that group id again: it may be reused by then
         self._close_log()
 
     @staticmethod

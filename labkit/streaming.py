@@ -13,7 +13,7 @@ from __future__ import annotations
 # student sees their own line and labkit's message, not labkit's internals.
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -139,7 +139,7 @@ class ChatStream:
             raise translate_error(exc, base_url=self.base_url, model=self.settings.model,
                                   api_key=self.settings.api_key) from None
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Generator[str, None, None]:
         __tracebackhide__ = True
         attempt = 0
         while True:
@@ -302,12 +302,12 @@ def chat(
     __tracebackhide__ = True
     stream = stream_chat(prompt, image, **options)
     view = make_view(display)
-    deltas = iter(stream)
+    deltas = iter(stream)  # a generator: close() runs the stream's cleanup
     try:
         for delta in deltas:
             view.update(stream.reply.text, delta)
     except KeyboardInterrupt:
-        deltas.close()  # runs the stream's cleanup: the response is closed, timings are set
+        deltas.close()  # the response is closed, timings are set
         reply = stream.reply
         reply.interrupted, reply.finish_reason = True, "interrupted"
         view.finish(reply.text, "⏹ stopped: the partial answer is kept in the returned reply's .text")

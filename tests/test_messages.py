@@ -50,3 +50,26 @@ def test_long_history_is_trimmed_under_the_context(fastchat_url: str) -> None:
     conv.ask("Last question?", IMAGES / "astronaut.jpg", display=False, max_tokens=100)
     assert conv.messages[0]["role"] == "system"
     assert conv.tokens() <= 4096
+
+
+def test_a_failed_question_leaves_the_history_as_it_was(fastchat_url: str) -> None:
+    labkit.configure(base_url=fastchat_url)
+    conv = labkit.Conversation(system="Be brief.")
+    conv.ask("Hello", display=False)
+    before = list(conv.messages)
+    with pytest.raises(labkit.StreamError):
+        conv.ask("Describe", display=False, extra_headers={"x-practice-fault": "drop-after=3"})
+    assert conv.messages == before
+    assert conv.ask("Describe", display=False).text
+
+
+def test_trimming_keeps_whole_turns(fastchat_url: str) -> None:
+    labkit.configure(base_url=fastchat_url)
+    conv = labkit.Conversation(system="Be helpful.")
+    for i in range(12):
+        conv.add_user(f"Question {i}: " + "lorem ipsum " * 120)
+        conv.add_assistant("An answer. " * 60)
+    conv.ask("Last question?", display=False, max_tokens=100)
+    roles = [m["role"] for m in conv.messages]
+    assert roles[0] == "system" and roles[1] == "user"
+    assert all(a != b for a, b in zip(roles[1:], roles[2:])), "user and assistant alternate"

@@ -268,3 +268,11 @@ def test_unknown_paths_answer_like_fastapi(fastchat_url: str) -> None:
 def test_fault_header_rejects_non_finite_values(fastchat_url: str) -> None:
     r = post(fastchat_url, body(), headers={"x-practice-fault": "stall-after=1,stall-seconds=nan"})
     assert r.status_code == 400 and "finite" in r.json()["message"]
+
+
+def test_header_faults_hit_every_request_that_carries_them() -> None:
+    with serve_in_thread(fast=True, faults=FaultConfig(fail_status=503, times=1)) as base:
+        assert post(base, body()).status_code == 503
+        for _ in range(2):  # re-running a notebook cell shows the fault again
+            assert post(base, body(), headers={"x-practice-fault": "status=429"}).status_code == 429
+        assert post(base, body()).status_code == 200

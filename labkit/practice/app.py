@@ -239,14 +239,15 @@ def create_app(config: PracticeConfig | None = None) -> Starlette:
                 state.admission.served()  # a stream leaves the queue with its first token instead
 
     async def _respond(request: Request) -> Response:
-        dialect, faults = state.dialect, config.faults
+        dialect = state.dialect
         header = request.headers.get(FAULT_HEADER)
-        if header and config.fault_header:
+        if header and config.fault_header:  # a fault for this one request (server-wide faults aside)
             try:
-                faults = parse_faults(header, faults)
+                faults = parse_faults(header, FaultConfig(rate_limit=config.faults.rate_limit))
             except ValueError as exc:
                 return dialect.error(400, f"{FAULT_HEADER} header: {exc}", code=40001)
-        faults = _active_faults(state, faults)
+        else:
+            faults = _active_faults(state, config.faults)
         refused = _check_access(state, request, faults)
         if refused is not None:
             return refused

@@ -57,15 +57,15 @@ _FAULT_KEYS = {
     "stall-seconds": ("stall_seconds", float),
     "error-after": ("error_after", int),
     "status": ("fail_status", int),
-    "times": ("times", int),
 }
 
 
 def parse_faults(spec: str, base: FaultConfig | None = None) -> FaultConfig:
     """Parse a fault spec such as ``"drop-after=5"`` or ``"stall-after=3,stall-seconds=2"``.
 
-    This is what the ``X-Practice-Fault`` request header carries, so a lesson can trigger one fault
-    on one request. Raises ``ValueError`` naming the bad part.
+    This is what the ``X-Practice-Fault`` request header carries, so a lesson can trigger a fault on
+    that one request (``--fault-times`` limits only the server-wide faults). Raises ``ValueError``
+    naming the bad part.
 
     Example:
         >>> parse_faults("error-after=2").error_after
