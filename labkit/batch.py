@@ -132,7 +132,12 @@ class BatchResult:
                 f"in {self.wall_time:.1f} s{note}")
 
     def mean_score(self) -> float | None:
-        """The mean keyword score over answered items that have one."""
+        """The mean keyword score over answered items that have one.
+
+        Example:
+            >>> BatchResult(Path("a.jsonl"), records={"x": {"status": "ok", "score": 0.5}}).mean_score()
+            0.5
+        """
         scores = [r["score"] for r in self.records.values() if r.get("status") == "ok" and "score" in r]
         return sum(scores) / len(scores) if scores else None
 

@@ -86,7 +86,12 @@ class RolePrefixStripper:
         self._decided = False
 
     def feed(self, delta: str) -> str:
-        """Take the next delta; return the text that is now safe to show."""
+        """Take the next delta; return the text that is now safe to show.
+
+        Example:
+            >>> RolePrefixStripper().feed("Hello")
+            'Hello'
+        """
         if self._decided:
             return delta
         self._buffer += delta
@@ -96,11 +101,23 @@ class RolePrefixStripper:
 
     @property
     def pending(self) -> str:
-        """What is held back right now, as it would be shown if the stream ended here."""
+        """What is held back right now, as it would be shown if the stream ended here.
+
+        Example:
+            >>> s = RolePrefixStripper(); s.feed("assist"); s.pending
+            ''
+            'assist'
+        """
         return "" if self._decided else strip_role_prefix(self._buffer)
 
     def finish(self) -> str:
-        """The stream ended (or the start is settled): return what was held back, cleaned."""
+        """The stream ended (or the start is settled): return what was held back, cleaned.
+
+        Example:
+            >>> s = RolePrefixStripper(); s.feed("assistant:"); s.finish()
+            ''
+            ''
+        """
         if self._decided:
             return ""
         self._decided = True

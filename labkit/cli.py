@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return {"practice": _run_practice, "doctor": _run_doctor, "chat": _run_chat}[args.command](args)
-    except LabkitError as exc:
+    except (LabkitError, ValueError) as exc:  # ValueError: a bad LABKIT_PRACTICE_* value, named in the message
         print(f"labkit: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ from __future__ import annotations
 # `__tracebackhide__ = True` in a function makes IPython leave its frame out of tracebacks, so a
 # student sees their own line and labkit's message, not labkit's internals.
 
+import functools
 import math
 import re
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,12 @@ def _image_urls(message: Message) -> list[str]:
     return [p["image_url"]["url"] for p in content if isinstance(p, dict) and p.get("type") == "image_url"]
 
 
+@functools.lru_cache(maxsize=64)
+def _image_tokens(url: str) -> int:
+    """An image part's token cost (cached: a conversation re-counts its history before each question)."""
+    return describe_image(url).image_tokens if url.startswith("data:") else 2928
+
+
 def estimate_tokens(messages: list[Message]) -> int:
     """A rough token count of messages: text (≈4 characters or 1 Chinese character a token), 4 per
     message for the chat template, and LLaVA-1.6's real cost for each image.
@@ -103,7 +110,7 @@ def estimate_tokens(messages: list[Message]) -> int:
             cjk = len(_CJK.findall(text))
             total += cjk + math.ceil((len(text) - cjk) / 4)
         for url in _image_urls(message):
-            total += describe_image(url).image_tokens if url.startswith("data:") else 2928
+            total += _image_tokens(url)
     return total
 
 

@@ -51,12 +51,22 @@ class Reply:
 
     @property
     def completion_tokens(self) -> int:
-        """Tokens generated: from ``usage`` when the backend reported it, else the content chunks."""
+        """Tokens generated: from ``usage`` when the backend reported it, else the content chunks.
+
+        Example:
+            >>> Reply(chunks=7).completion_tokens, Reply(chunks=7, usage={"completion_tokens": 9}).completion_tokens
+            (7, 9)
+        """
         return (self.usage or {}).get("completion_tokens", self.chunks)
 
     @property
     def tokens_per_second(self) -> float | None:
-        """Generation speed after the first token (``None`` with fewer than two tokens)."""
+        """Generation speed after the first token (``None`` with fewer than two tokens).
+
+        Example:
+            >>> Reply(ttft=1.0, total_time=3.0, chunks=51).tokens_per_second
+            25.0
+        """
         if self.ttft is None or self.completion_tokens < 2 or self.total_time <= self.ttft:
             return None
         return (self.completion_tokens - 1) / (self.total_time - self.ttft)
@@ -122,7 +132,12 @@ class ChatStream:
         return str(self._client.base_url).rstrip("/") if self._client else resolve_base_url(self.settings)
 
     def close(self) -> None:
-        """Stop the generation: closes the HTTP response, so the server stops sending."""
+        """Stop the generation: closes the HTTP response, so the server stops sending.
+
+        Example:
+            >>> stream = stream_chat("Tell me a long story")  # doctest: +SKIP
+            >>> next(iter(stream)); stream.close()           # doctest: +SKIP
+        """
         if self._response is not None:
             self._response.close()
             self._response = None
@@ -273,6 +288,10 @@ def stream_chat(
         ...     print(delta, end="", flush=True)
     """
     __tracebackhide__ = True
+    clash = sorted({"messages", "stream", "stream_options"} & set(extra))
+    if clash:
+        raise LabkitError(f"stream_chat sets {', '.join(clash)} itself: leave {'it' if len(clash) == 1 else 'them'} "
+                          "out (pass the question or a message list as the first argument).")
     settings = settings or load_settings()
     if model:
         settings = replace(settings, model=model)

@@ -206,3 +206,8 @@ def test_reply_repr_is_short(fastchat_url: str) -> None:
     labkit.configure(base_url=fastchat_url)
     reply = labkit.chat("Hello", display=False, max_tokens=4)
     assert repr(reply).startswith("<Reply length: ") and len(repr(reply)) < 120
+
+
+def test_arguments_labkit_sets_itself_are_refused() -> None:
+    with pytest.raises(labkit.LabkitError, match="sets stream itself"):
+        labkit.stream_chat("Hi", stream=False)

@@ -47,18 +47,33 @@ class Prompt:
 
 
 def is_chinese(text: str) -> bool:
-    """Whether the question contains Chinese characters."""
+    """Whether the question contains Chinese characters.
+
+    Example:
+        >>> is_chinese("这是什么？"), is_chinese("What is this?")
+        (True, False)
+    """
     return bool(_CJK_RE.search(text))
 
 
 def split_tokens(text: str) -> list[str]:
     """Split an answer into the pieces streamed one per event (a word with its leading space, or one
-    Chinese character)."""
+    Chinese character).
+
+    Example:
+        >>> split_tokens("The cat 很可爱")
+        ['The', ' cat', ' 很', '可', '爱']
+    """
     return [t for t in _TOKEN_RE.findall(text) if t]
 
 
 def count_text_tokens(text: str) -> int:
-    """A token estimate for prompt text, consistent with :func:`split_tokens`."""
+    """A token estimate for prompt text, consistent with :func:`split_tokens`.
+
+    Example:
+        >>> count_text_tokens("Describe the image to me")
+        5
+    """
     return len(split_tokens(text))
 
 
@@ -153,7 +168,12 @@ def _details(f: ImageFacts, chinese: bool, round_no: int) -> list[str]:
 
 
 def compose_answer(prompt: Prompt) -> str:
-    """The full answer text (before the leaked role prefix, before max_tokens)."""
+    """The full answer text (before the leaked role prefix, before max_tokens).
+
+    Example:
+        >>> compose_answer(Prompt("Hello", (), 1, "", "seed"))[:45]
+        'This is a simulated answer from the practice '
+    """
     chinese = is_chinese(prompt.question)
     topics = _topics(prompt.question)
     seed = prompt.fingerprint

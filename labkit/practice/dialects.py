@@ -184,7 +184,12 @@ class VLLMDialect:
 
 
 def dialect_for(name: str) -> FastChatDialect | VLLMDialect:
-    """The framing for ``name`` (``"fastchat"`` or ``"vllm"``)."""
+    """The framing for ``name`` (``"fastchat"`` or ``"vllm"``).
+
+    Example:
+        >>> dialect_for("vllm").name
+        'vllm'
+    """
     if name == "vllm":
         return VLLMDialect()
     if name == "fastchat":

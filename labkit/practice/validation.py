@@ -133,7 +133,14 @@ def _messages(messages: Any, config: PracticeConfig) -> tuple[list[tuple[str, li
 
 
 def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
-    """Validate a request body, raising :class:`Problem` for the first thing wrong with it."""
+    """Validate a request body, raising :class:`Problem` for the first thing wrong with it.
+
+    Example:
+        >>> req = parse_request(b'{"model": "llava-v1.6-34b", "stream": true, '
+        ...                     b'"messages": [{"role": "user", "content": "Hi"}]}', PracticeConfig())
+        >>> req.prompt.question, req.prompt_tokens
+        ('Hi', 5)
+    """
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd numbers or nesting

@@ -60,7 +60,12 @@ class ImageFacts:
 
 
 def decode_data_url(url: str) -> bytes:
-    """Bytes of a ``data:image/…;base64,…`` URL, or ImageDecodeError saying what is wrong."""
+    """Bytes of a ``data:image/…;base64,…`` URL, or ImageDecodeError saying what is wrong.
+
+    Example:
+        >>> decode_data_url("data:image/png;base64,aGk=")
+        b'hi'
+    """
     if url.startswith(("http://", "https://")):
         raise ImageDecodeError(
             "image_url is an http(s) URL, but this backend cannot fetch URLs: send the image itself as a "
@@ -122,7 +127,12 @@ def _colour_name(rgb: tuple[int, int, int]) -> str:
 
 
 def image_tokens(width: int, height: int) -> int:
-    """Image tokens LLaVA-1.6 spends on a ``width``×``height`` image (anyres, unpadded, newlines)."""
+    """Image tokens LLaVA-1.6 spends on a ``width``×``height`` image (anyres, unpadded, newlines).
+
+    Example:
+        >>> image_tokens(672, 672)
+        2928
+    """
     best, best_fit, best_waste = _PINPOINTS[0], -1, 0
     for gh, gw in _PINPOINTS:
         scale = min(gw / width, gh / height)
@@ -244,5 +254,13 @@ _cache = _Cache()
 
 
 def analyse(data: bytes) -> ImageFacts:
-    """Analyse image bytes (cached by content hash). Raises ImageDecodeError for bad input."""
+    """Analyse image bytes (cached by content hash). Raises ImageDecodeError for bad input.
+
+    Example:
+        >>> import io
+        >>> buf = io.BytesIO(); Image.new("RGB", (40, 20), "red").save(buf, "PNG")
+        >>> facts = analyse(buf.getvalue())
+        >>> facts.width, facts.height, facts.colours[0][0], facts.orientation
+        (40, 20, 'red', 'landscape')
+    """
     return _cache.get(data)
