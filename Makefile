@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 ## JupyterLab on the lessons (the embedded practice server answers when no backend is configured)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 ## The whole test suite: labkit's tests, its docstring examples, and every notebook executed by nbval (fast pacing)
 test: $(STAMP)
