@@ -57,7 +57,7 @@ def main() -> None:
         runs: dict[str, list[float]] = {"raw openai SDK": [], "labkit.chat(display=False)": [],
                                         "labkit.chat + Jupyter display": []}
         renders = 0
-        for i in range(8):
+        for i in range(16):
             for name in runs:
                 view = JupyterView(publish) if "Jupyter" in name else False
                 started = time.perf_counter()

@@ -21,7 +21,7 @@ DisplayMode = Literal["auto", "jupyter", "terminal", "none"]
 class LiveView(Protocol):
     """Something that shows a growing answer."""
 
-    def update(self, text: str, delta: str) -> None: ...
+    def update(self, delta: str) -> None: ...
 
     def finish(self, text: str, note: str = "") -> None: ...
 
@@ -44,11 +44,11 @@ def in_jupyter() -> bool:
 class NullView:
     """Shows nothing (``display=False``)."""
 
-    def update(self, text: str, delta: str) -> None:
-        pass
+    def update(self, delta: str) -> None:
+        """Ignore the delta."""
 
     def finish(self, text: str, note: str = "") -> None:
-        pass
+        """Nothing to finish."""
 
 
 class TerminalView:
@@ -57,12 +57,14 @@ class TerminalView:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
 
-    def update(self, text: str, delta: str) -> None:
+    def update(self, delta: str) -> None:
+        """Print the delta at once."""
         if delta:
             self.stream.write(delta)
             self.stream.flush()
 
     def finish(self, text: str, note: str = "") -> None:
+        """End the line (and print the note, if any)."""
         self.stream.write(("\n" + note if note else "") + "\n")
         self.stream.flush()
 
@@ -87,6 +89,8 @@ class JupyterView:
         self._markdown = Markdown
         self._display = publish or display
         self._handle: Any = None
+        self._parts: list[str] = []
+        self._length = 0
         self._shown = 0
         self._last = -1e9
         self.min_interval, self.max_interval, self.growth = min_interval, max_interval, growth
@@ -104,16 +108,20 @@ class JupyterView:
         self.rendered_chars += len(text)
         self._shown = len(text)
 
-    def update(self, text: str, delta: str) -> None:
+    def update(self, delta: str) -> None:
+        """Add a delta; re-render when the text grew by a quarter or half a second has passed."""
+        self._parts.append(delta)
+        self._length += len(delta)
         now = self._clock()
         waited = now - self._last
         if waited < self.min_interval:
             return
-        if len(text) >= self._shown * (1 + self.growth) + 1 or waited >= self.max_interval:
-            self._render(text)
+        if self._length >= self._shown * (1 + self.growth) + 1 or waited >= self.max_interval:
+            self._render("".join(self._parts))
             self._last = now
 
     def finish(self, text: str, note: str = "") -> None:
+        """The final render: exactly ``text`` (and the note, in italics)."""
         self._render(text + (f"\n\n*{note}*" if note else ""))
 
 

@@ -107,7 +107,8 @@ def _as_messages(prompt: str | list[Message], image: ImageSource | None) -> list
 
 
 class ChatStream:
-    """An answer being streamed. Iterate it for cleaned text deltas; ``.reply`` has the result.
+    """An answer being streamed. Iterate it for cleaned text deltas; ``.reply`` has the result once
+    the loop ends (however it ends).
 
     Example:
         >>> stream = stream_chat("Hello", max_tokens=5)  # doctest: +SKIP
@@ -125,6 +126,9 @@ class ChatStream:
         self.retries = retries
         self.reply = Reply(model=settings.model)
         self._response: Any = None
+        self._stripper = RolePrefixStripper()
+        self._raw: list[str] = []
+        self._shown: list[str] = []
 
     @property
     def base_url(self) -> str:
@@ -166,7 +170,7 @@ class ChatStream:
             except StreamError as exc:
                 # Only a connection dropped before any text is retried: a stall would just queue the
                 # request again behind others, and text already shown must not be asked for twice.
-                if self.reply.raw or exc.reason != "dropped" or attempt > self.retries:
+                if self.reply.chunks or exc.reason != "dropped" or attempt > self.retries:
                     raise
                 time.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))
 
@@ -174,6 +178,7 @@ class ChatStream:
         __tracebackhide__ = True
         reply = self.reply
         stripper = self._stripper = RolePrefixStripper()
+        raw, shown = self._raw, self._shown = [], []  # joined once at the end: += on a long text is O(n²)
         start = time.perf_counter()
         self._response = self._open()
         try:
@@ -183,15 +188,15 @@ class ChatStream:
                     continue
                 if reply.ttft is None:
                     reply.ttft = time.perf_counter() - start
-                reply.raw += delta
+                raw.append(delta)
                 reply.chunks += 1
-                shown = stripper.feed(delta)
-                if shown:
-                    reply.text += shown
-                    yield shown
+                visible = stripper.feed(delta)
+                if visible:
+                    shown.append(visible)
+                    yield visible
             tail = stripper.finish()
             if tail:
-                reply.text += tail
+                shown.append(tail)
                 yield tail
         except KeyboardInterrupt:
             reply.interrupted = True
@@ -211,33 +216,38 @@ class ChatStream:
         except transport_errors():
             raise self._broken() from None
         finally:
-            reply.text += stripper.finish()  # text held back at the start still belongs to the answer
+            # the reply is complete however the stream ended; text held back at the start belongs to it
+            reply.raw = "".join(raw)
+            reply.text = "".join(shown) + stripper.finish()
             reply.total_time = time.perf_counter() - start
             self.close()
 
     def _content_of(self, chunk: Any) -> str:
-        reply = self.reply
+        """The text in a chunk; also notes the finish reason, the model and usage when they come."""
+        choices = chunk.choices
+        if choices:  # the common case, kept short: it runs once per token
+            choice = choices[0]
+            if choice.finish_reason:
+                self.reply.finish_reason = choice.finish_reason
+                self.reply.model = chunk.model or self.reply.model
+                self._note_usage(chunk)  # some servers put usage on the finish chunk
+            delta = choice.delta
+            return (delta.content or "") if delta is not None else ""
+        self._note_usage(chunk)  # vLLM's usage chunk has empty choices
+        extra = getattr(chunk, "model_extra", None) or {}
+        if "error_code" in extra:  # FastChat's mid-stream error event: openai does not raise on it
+            raise self._server_error(str(extra.get("text", "")), extra["error_code"])
+        return ""
+
+    def _note_usage(self, chunk: Any) -> None:
         usage = getattr(chunk, "usage", None)
         if usage is not None:
-            reply.usage = {k: int(getattr(usage, k)) for k in ("prompt_tokens", "completion_tokens", "total_tokens")
-                           if getattr(usage, k, None) is not None}
-        if getattr(chunk, "model", None):
-            reply.model = chunk.model
-        choices = getattr(chunk, "choices", None)
-        if not choices:
-            extra = getattr(chunk, "model_extra", None) or {}
-            if "error_code" in extra:  # FastChat's mid-stream error event: openai does not raise on it
-                raise self._server_error(str(extra.get("text", "")), extra["error_code"])
-            return ""
-        choice = choices[0]
-        if choice.finish_reason:
-            reply.finish_reason = choice.finish_reason
-        return (choice.delta.content or "") if choice.delta else ""
+            self.reply.usage = {k: int(getattr(usage, k)) for k in ("prompt_tokens", "completion_tokens",
+                                                                     "total_tokens") if getattr(usage, k, None) is not None}
 
     def _partial(self) -> str:
         """The cleaned text so far, including what the prefix stripper still holds back."""
-        stripper = getattr(self, "_stripper", None)
-        return self.reply.text + (stripper.pending if stripper is not None else "")
+        return "".join(self._shown) + self._stripper.pending
 
     def _partial_note(self) -> str:
         n = len(self._partial())
@@ -324,7 +334,7 @@ def chat(
     deltas = iter(stream)  # a generator: close() runs the stream's cleanup
     try:
         for delta in deltas:
-            view.update(stream.reply.text, delta)
+            view.update(delta)
     except KeyboardInterrupt:
         deltas.close()  # the response is closed, timings are set
         reply = stream.reply

@@ -34,7 +34,7 @@ def test_jupyter_view_renders_o_n_and_ends_exact() -> None:
     for i in range(4000):
         delta = f" word{i}"
         text += delta
-        view.update(text, delta)
+        view.update(delta)
     view.finish(text)
     assert log[-1] == text
     assert view.rendered_chars < 12 * len(text), "total rendering is linear in the answer's length"
@@ -46,10 +46,11 @@ def test_jupyter_view_updates_at_least_twice_a_second() -> None:
     t = [0.0]
     view = JupyterView(lambda body, display_id: (log.append(body.data), FakeHandle(log))[1], clock=lambda: t[0])
     text = "x" * 10_000
+    view.update(text)
     for _ in range(20):  # a slow stream: one character every 0.25 s on a long text
         t[0] += 0.25
         text += "y"
-        view.update(text, "y")
+        view.update("y")
     assert len(log) >= 9
 
 

@@ -166,8 +166,8 @@ class RecordingView:
         self.updates: list[str] = []
         self.finished: tuple[str, str] | None = None
 
-    def update(self, text: str, delta: str) -> None:
-        self.updates.append(text)
+    def update(self, delta: str) -> None:
+        self.updates.append(delta)
 
     def finish(self, text: str, note: str = "") -> None:
         self.finished = (text, note)
