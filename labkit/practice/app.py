@@ -113,7 +113,8 @@ def _check_access(state: _State, request: Request, faults: FaultConfig) -> Respo
 
 
 def _too_big(size: int, limit: int) -> Problem:
-    return Problem(413, f"The request body is {size / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB limit: send smaller "
+    mb = 1024 * 1024
+    return Problem(413, f"The request body is {size / mb:.1f} MB, over the {limit / mb:.0f} MB limit: send smaller "
                         "images (labkit.encode_image downsizes them to what the model can see)")
 
 
