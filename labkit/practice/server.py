@@ -68,7 +68,12 @@ class PracticeServer:
         _install_log_filter()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise RuntimeError(f"cannot listen on {self.host}:{self.port} ({exc.strerror}): choose another port, "
+                               "or port=0 for a free one") from None
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(create_app(self.config), log_level="warning", access_log=False, lifespan="off",
                                 timeout_keep_alive=30, backlog=2048)
@@ -81,7 +86,10 @@ class PracticeServer:
         deadline = time.monotonic() + timeout
         while not server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the practice server did not start on {self.host}:{self.port}")
+                self.stop()
+                sock.close()
+                raise RuntimeError(f"the practice server did not start on {self.host}:{self.port} within "
+                                   f"{timeout:g} s: see the log above, or run `labkit practice` to see why")
             time.sleep(0.01)
         return self
 
