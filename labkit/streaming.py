@@ -129,6 +129,7 @@ class ChatStream:
         self._stripper = RolePrefixStripper()
         self._raw: list[str] = []
         self._shown: list[str] = []
+        self._generator: Generator[str, None, None] | None = None
 
     @property
     def base_url(self) -> str:
@@ -136,12 +137,19 @@ class ChatStream:
         return str(self._client.base_url).rstrip("/") if self._client else resolve_base_url(self.settings)
 
     def close(self) -> None:
-        """Stop the generation: closes the HTTP response, so the server stops sending.
+        """Stop the generation: closes the HTTP response, so the server stops sending, and completes
+        ``.reply`` with what arrived (call it before leaving a loop early).
 
         Example:
             >>> stream = stream_chat("Tell me a long story")  # doctest: +SKIP
             >>> next(iter(stream)); stream.close()           # doctest: +SKIP
         """
+        generator, self._generator = self._generator, None
+        if generator is not None:
+            generator.close()  # runs the stream's cleanup (which closes the response)
+        self._close_response()
+
+    def _close_response(self) -> None:
         if self._response is not None:
             self._response.close()
             self._response = None
@@ -159,6 +167,10 @@ class ChatStream:
                                   api_key=self.settings.api_key) from None
 
     def __iter__(self) -> Generator[str, None, None]:
+        self._generator = self._attempts()
+        return self._generator
+
+    def _attempts(self) -> Generator[str, None, None]:
         __tracebackhide__ = True
         attempt = 0
         while True:
@@ -220,7 +232,7 @@ class ChatStream:
             reply.raw = "".join(raw)
             reply.text = "".join(shown) + stripper.finish()
             reply.total_time = time.perf_counter() - start
-            self.close()
+            self._close_response()
 
     def _content_of(self, chunk: Any) -> str:
         """The text in a chunk; also notes the finish reason, the model and usage when they come."""

@@ -211,3 +211,16 @@ def test_reply_repr_is_short(fastchat_url: str) -> None:
 def test_arguments_labkit_sets_itself_are_refused() -> None:
     with pytest.raises(labkit.LabkitError, match="sets stream itself"):
         labkit.stream_chat("Hi", stream=False)
+
+
+def test_closing_a_stream_early_completes_the_reply(fastchat_url: str) -> None:
+    labkit.configure(base_url=fastchat_url)
+    stream = labkit.stream_chat("Describe the image in about 300 words", image=IMAGES / "coffee.jpg")
+    received = ""
+    for delta in stream:
+        received += delta
+        if len(received.split()) >= 10:
+            stream.close()
+            break
+    assert stream.reply.text == received and stream.reply.total_time > 0
+    assert stream.reply.finish_reason is None  # it never finished: the student stopped it
