@@ -1,22 +1,24 @@
-"""Shared fixtures: an isolated environment for every test, practice servers, test images."""
+"""Shared fixtures: an isolated environment for every test, and practice servers in both dialects."""
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from PIL import Image
 
 import labkit
 from labkit.practice import serve_in_thread
 
-ROOT = Path(__file__).resolve().parent.parent
-IMAGES = ROOT / "notebooks" / "images"
-CAPTURES = Path(__file__).resolve().parent / "fixtures" / "captures"
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    """Notebooks run by nbval in the same session use the embedded practice server, whatever this
+    machine's environment says (their kernels inherit it; the practice server's own
+    LABKIT_PRACTICE_* settings, such as fast pacing, are kept)."""
+    for name in list(os.environ):
+        if name.startswith(("LABKIT_", "OPENAI_")) and not name.startswith("LABKIT_PRACTICE_"):
+            del os.environ[name]
 
 
 @pytest.fixture(autouse=True)
@@ -45,16 +47,3 @@ def vllm_url() -> Iterator[str]:
 @pytest.fixture(params=["fastchat", "vllm"])
 def any_url(request: pytest.FixtureRequest, fastchat_url: str, vllm_url: str) -> str:
     return fastchat_url if request.param == "fastchat" else vllm_url
-
-
-def png_data_url(width: int, height: int, colour: tuple[int, int, int] | str = (220, 20, 30)) -> str:
-    buf = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def decode_data_url(url: str) -> Image.Image:
-    """Decode what a client would send, to assert on the pixels."""
-    header, payload = url.split(",", 1)
-    assert header.startswith("data:image/") and header.endswith(";base64")
-    return Image.open(io.BytesIO(base64.b64decode(payload)))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import labkit
-from conftest import IMAGES
+from support import IMAGES
 from labkit.batch import BatchItem, items_from_folder, load_results, run_batch
 
 

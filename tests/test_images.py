@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from conftest import IMAGES, decode_data_url
+from support import IMAGES, decode_data_url
 from labkit import ImageError, describe_image, encode_image, llava_target_size
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import labkit
-from conftest import IMAGES, decode_data_url
+from support import IMAGES, decode_data_url
 
 
 def test_user_message_shapes() -> None:

@@ -15,7 +15,7 @@ import openai
 import pytest
 from PIL import Image
 
-from conftest import IMAGES, png_data_url
+from support import IMAGES, png_data_url
 from labkit.practice import FaultConfig, PracticeConfig, serve_in_thread
 
 MODEL = "llava-v1.6-34b"

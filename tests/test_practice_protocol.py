@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import CAPTURES, png_data_url
+from support import CAPTURES, png_data_url
 
 MODEL = "llava-v1.6-34b"
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import labkit
-from conftest import IMAGES
+from support import IMAGES
 from labkit.practice import FaultConfig, PracticeConfig, serve_in_thread
 
 

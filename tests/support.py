@@ -1,0 +1,26 @@
+"""Test helpers shared by the test modules: where things are, and images as data URLs."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGES = ROOT / "notebooks" / "images"
+CAPTURES = Path(__file__).resolve().parent / "fixtures" / "captures"
+
+
+def png_data_url(width: int, height: int, colour: tuple[int, int, int] | str = (220, 20, 30)) -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def decode_data_url(url: str) -> Image.Image:
+    """Decode what a client would send, to assert on the pixels."""
+    header, payload = url.split(",", 1)
+    assert header.startswith("data:image/") and header.endswith(";base64")
+    return Image.open(io.BytesIO(base64.b64decode(payload)))
