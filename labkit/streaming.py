@@ -127,7 +127,6 @@ class ChatStream:
         self.reply = Reply(model=settings.model)
         self._response: Any = None
         self._stripper = RolePrefixStripper()
-        self._raw: list[str] = []
         self._shown: list[str] = []
         self._generator: Generator[str, None, None] | None = None
 
@@ -190,7 +189,8 @@ class ChatStream:
         __tracebackhide__ = True
         reply = self.reply
         stripper = self._stripper = RolePrefixStripper()
-        raw, shown = self._raw, self._shown = [], []  # joined once at the end: += on a long text is O(n²)
+        raw: list[str] = []  # joined once at the end: += on a long text is O(n²)
+        shown = self._shown = []  # also read by _partial() when the stream breaks
         start = time.perf_counter()
         self._response = self._open()
         try:

@@ -135,9 +135,7 @@ def _facts_en(f: ImageFacts, topics: set[str], seed: str) -> list[str]:
         seed,
         "open",
     )
-    ordered = [sentences[t] for t in ("colour", "size", "tone", "kind") if t in topics]
-    rest = [sentences[t] for t in ("colour", "tone") if t not in topics]
-    return ordered + ([opener] if "size" not in topics and "kind" not in topics else []) + rest
+    return _arrange(sentences, opener, topics)
 
 
 def _facts_zh(f: ImageFacts, topics: set[str], seed: str) -> list[str]:
@@ -152,6 +150,11 @@ def _facts_zh(f: ImageFacts, topics: set[str], seed: str) -> list[str]:
         "tone": f"整体{ZH_TONE[f.tone]}（平均亮度{round(f.brightness)}/255）。",
     }
     opener = _pick([f"这是一张{size}的{kind}。", f"我看到一张{kind}，{size}。"], seed, "open")
+    return _arrange(sentences, opener, topics)
+
+
+def _arrange(sentences: dict[str, str], opener: str, topics: set[str]) -> list[str]:
+    """What was asked about first, then the opener (unless size or kind was asked), then the rest."""
     ordered = [sentences[t] for t in ("colour", "size", "tone", "kind") if t in topics]
     rest = [sentences[t] for t in ("colour", "tone") if t not in topics]
     return ordered + ([opener] if "size" not in topics and "kind" not in topics else []) + rest
