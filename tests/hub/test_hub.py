@@ -183,11 +183,12 @@ def test_nbgitpuller_adds_new_lessons_and_keeps_a_students_edits(students: Hub, 
     assert new.status_code == 200
 
 
-def test_a_browser_login_lands_in_jupyterlab(students: Hub, tmp_path: Path) -> None:
+def test_a_browser_login_lands_in_jupyterlab(students: Hub, course_repo: Path, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), f"no browser at {CHROMIUM}: `apt-get install chromium` (make test-hub does)"
     name = STUDENTS[0]
+    gitpull(students, name, course_repo)  # the file browser then shows the course's folder
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
