@@ -39,6 +39,10 @@ c.Spawner.environment = {
 }
 c.Spawner.default_url = "/lab"
 c.Spawner.cmd = ["jupyterhub-singleuser"]
+# JupyterLab's terminal: a plain interactive shell keeps the PATH the server started with (the kit's
+# environment, so `labkit doctor` works there). Without this it starts a login shell, and Debian's
+# /etc/profile resets PATH.
+c.Spawner.args = ["--ServerApp.terminado_settings=shell_command=/bin/bash"]
 c.Spawner.notebook_dir = "~"
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 60

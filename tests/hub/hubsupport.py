@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+from websockets.sync.client import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -87,7 +90,7 @@ c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = {tmp!r} + "/home/{{username}}"
 c.Spawner.cmd = [{singleuser!r}]
 c.Spawner.ip = "127.0.0.1"
-c.Spawner.args = {args!r}
+c.Spawner.args = list(c.Spawner.args) + {args!r}
 
 c.JupyterHub.services = [{{"name": "labkit-test", "api_token": {service_token!r}}}]
 c.JupyterHub.load_roles = [{{
@@ -127,3 +130,28 @@ def own_processes(folder: Path) -> list[int]:
     return pids
 
 
+
+
+def run_in_terminal(server: str, headers: dict[str, str], command: str, timeout: float = 60) -> str:
+    """Open a JupyterLab terminal on ``server`` (a Jupyter server's base URL), type ``command``, and return
+    what the terminal showed up to the end marker."""
+    terminal = requests.post(f"{server}/api/terminals", headers=headers, timeout=30)
+    terminal.raise_for_status()
+    name = terminal.json()["name"]
+    seen = ""
+    try:
+        with connect(f"{server.replace('http', 'ws', 1)}/terminals/websocket/{name}", additional_headers=headers,
+                     open_timeout=30) as ws:
+            ws.send(json.dumps(["stdin", command + "; echo END-$((40 + 2))\r"]))
+            deadline = time.monotonic() + timeout
+            while "END-42" not in seen and time.monotonic() < deadline:
+                try:
+                    kind, *rest = json.loads(ws.recv(timeout=5))
+                except TimeoutError:
+                    continue
+                if kind == "stdout":
+                    seen += rest[0]
+    finally:
+        requests.delete(f"{server}/api/terminals/{name}", headers=headers, timeout=30)
+    assert "END-42" in seen, f"the terminal did not answer: {seen[-500:]!r}"
+    return seen

@@ -15,7 +15,7 @@ import pytest
 import requests
 from websockets.sync.client import connect
 
-from hubsupport import CHROMIUM, ROOT, STUDENTS, Backend, Hub
+from hubsupport import CHROMIUM, ROOT, STUDENTS, VENV_BIN, Backend, Hub, run_in_terminal
 
 LESSON = "labkit/notebooks/01-first-request.ipynb"
 
@@ -162,6 +162,13 @@ def test_each_student_runs_lesson_01_with_their_own_key(students: Hub, backend: 
         assert all(s.key == backend.keys[name] for s in seen), \
             f"{name}: a request reached the backend without {name}'s own key"
         assert all(s.status == 200 for s in seen), [(s.path, s.status) for s in seen]
+
+
+def test_a_students_terminal_finds_labkit(students: Hub) -> None:
+    name = STUDENTS[0]
+    seen = run_in_terminal(f"{students.url}/user/{name}", {"Authorization": f"token {students.user_tokens[name]}"},
+                           "command -v labkit; labkit workspace --help | head -n 1")
+    assert str(VENV_BIN / "labkit") in seen and "usage: labkit workspace" in seen, seen[-800:]
 
 
 def test_nbgitpuller_adds_new_lessons_and_keeps_a_students_edits(students: Hub, course_repo: Path) -> None:

@@ -3,7 +3,6 @@ inside JupyterLab finds `labkit` (the venv's bin is on PATH, and the terminal ke
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -13,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from websockets.sync.client import connect
 
-from hubsupport import ROOT, VENV_BIN, free_port
+from hubsupport import ROOT, VENV_BIN, free_port, run_in_terminal
 
 
 @pytest.fixture
@@ -60,21 +58,8 @@ def test_make_lab_opens_the_workspace_and_its_terminal_finds_labkit(make_lab) ->
     tree = requests.get(f"{url}/api/contents", params={"token": token}, timeout=30).json()
     assert "01-first-request.ipynb" in {item["name"] for item in tree["content"]}  # the lab opens on work/
 
-    terminal = requests.post(f"{url}/api/terminals", params={"token": token}, timeout=30).json()["name"]
-    seen = ""
-    with connect(f"{url.replace('http', 'ws', 1)}/terminals/websocket/{terminal}?token={token}",
-                 open_timeout=30) as ws:
-        ws.send(json.dumps(["stdin", "command -v labkit; labkit workspace --help | head -n 1; echo END-$((40 + 2))\r"]))
-        deadline = time.monotonic() + 60
-        while "END-42" not in seen and time.monotonic() < deadline:
-            try:
-                kind, *rest = json.loads(ws.recv(timeout=5))
-            except TimeoutError:
-                continue
-            if kind == "stdout":
-                seen += rest[0]
-    requests.delete(f"{url}/api/terminals/{terminal}", params={"token": token}, timeout=30)
-    assert "END-42" in seen, f"the terminal did not answer: {seen[-500:]!r}"
+    seen = run_in_terminal(url, {"Authorization": f"token {token}"},
+                           "command -v labkit; labkit workspace --help | head -n 1")
     assert str(VENV_BIN / "labkit") in seen, f"the terminal did not find labkit: {seen[-800:]!r}"
     assert "usage: labkit workspace" in seen
     assert "command not found" not in seen
