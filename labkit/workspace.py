@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
-from .i18n import _
+from .i18n import _, ngettext
 
 __all__ = ["SKIPPED_NAMES", "SyncReport", "sync"]
 
@@ -37,8 +37,8 @@ class SyncReport:
     to ``dest``, ``/``-separated), and whether it ``created`` ``dest``.
 
     Example:
-        >>> SyncReport(Path("work"), added=("a.ipynb",), kept=(), created=True).summary().startswith("work")
-        True
+        >>> SyncReport(Path("work"), added=("a.ipynb",), kept=(), created=True).summary().splitlines()[1]
+        '  + a.ipynb'
     """
 
     dest: Path
@@ -50,19 +50,24 @@ class SyncReport:
         """One paragraph for a person: what was added, what was kept.
 
         Example:
-            >>> print(SyncReport(Path("work"), added=(), kept=("a.ipynb",), created=False).summary())
-            work: nothing new; 1 file kept as it is.
+            >>> report = SyncReport(Path("work"), added=("b.ipynb",), kept=("a.ipynb",), created=False)
+            >>> report.summary().splitlines()[1:2]
+            ['  + b.ipynb']
         """
-        if self.added:
-            head = _("{dest}: created with {n} files from the course:") if self.created else _(
-                "{dest}: {n} new files from the course:")
-            lines = [head.format(dest=self.dest, n=len(self.added))] + [f"  + {name}" for name in self.added]
-            if self.kept:
-                lines.append(_("{n} files already there were kept as they are.").format(n=len(self.kept)))
-            return "\n".join(lines)
-        return _("{dest}: nothing new; {n} file kept as it is.").format(dest=self.dest, n=len(self.kept)) \
-            if len(self.kept) == 1 else \
-            _("{dest}: nothing new; {n} files kept as they are.").format(dest=self.dest, n=len(self.kept))
+        n_added, n_kept = len(self.added), len(self.kept)
+        if not self.added:
+            return ngettext("{dest}: nothing new; {n} file kept as it is.",
+                            "{dest}: nothing new; {n} files kept as they are.", n_kept).format(dest=self.dest, n=n_kept)
+        if self.created:
+            head = ngettext("{dest}: created with {n} file from the course:",
+                            "{dest}: created with {n} files from the course:", n_added)
+        else:
+            head = ngettext("{dest}: {n} new file from the course:", "{dest}: {n} new files from the course:", n_added)
+        lines = [head.format(dest=self.dest, n=n_added)] + [f"  + {name}" for name in self.added]
+        if self.kept:
+            lines.append(ngettext("{n} file already there was kept as it is.",
+                                  "{n} files already there were kept as they are.", n_kept).format(n=n_kept))
+        return "\n".join(lines)
 
 
 def _refuse(dest: Path, why: str) -> ConfigError:
@@ -114,7 +119,7 @@ def sync(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> SyncRepor
         >>> sync("notebooks", "/")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        labkit.errors.ConfigError: Refusing to use / as a workspace: ...
+        labkit.errors.ConfigError: ...
     """
     src_path, dest_path = Path(src), Path(dest)
     _check_destination(src_path, dest_path)
