@@ -27,7 +27,9 @@ def make_lab(tmp_path: Path):  # type: ignore[no-untyped-def]
     args = f"--no-browser --port={port} --IdentityProvider.token={token} --ServerApp.open_browser=False"
     log = tmp_path / "lab.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(["make", "-C", str(ROOT), "lab", f"WORKSPACE={work}", f"LAB_ARGS={args}"],
+        # -o: this venv is the one under test; never rebuild it here (make test does that)
+        proc = subprocess.Popen(["make", "-C", str(ROOT), "-o", ".venv/.labkit-installed", "lab", f"WORKSPACE={work}",
+                                 f"LAB_ARGS={args}"],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
