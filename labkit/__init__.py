@@ -24,6 +24,8 @@ from .errors import (
 from .images import ImageInfo, describe_image, encode_image, estimate_image_tokens, llava_target_size
 from .messages import Conversation, assistant, estimate_tokens, system, user
 from .streaming import ChatStream, Reply, chat, stream_chat
+from .workspace import SyncReport
+from .workspace import sync as sync_workspace
 
 __version__ = "0.1.0"
 
@@ -47,6 +49,7 @@ __all__ = [
     "ServeError",
     "Settings",
     "StreamError",
+    "SyncReport",
     "assistant",
     "chat",
     "client",
@@ -65,6 +68,7 @@ __all__ = [
     "score_keywords",
     "stream_chat",
     "strip_role_prefix",
+    "sync_workspace",
     "system",
     "user",
 ]

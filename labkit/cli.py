@@ -1,4 +1,5 @@
-"""The ``labkit`` command: ``labkit practice``, ``labkit doctor``, ``labkit chat``, ``labkit serve``."""
+"""The ``labkit`` command: ``labkit practice``, ``labkit doctor``, ``labkit chat``, ``labkit serve``,
+``labkit workspace``."""
 
 from __future__ import annotations
 
@@ -75,6 +76,24 @@ def _run_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workspace_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from .i18n import _
+
+    w = sub.add_parser("workspace", help=_("make or update your own copy of the lessons (edits are kept)"),
+                       description=_("Copy into DEST the lessons and images it lacks. Files already there are "
+                                     "never overwritten and nothing is deleted."))
+    w.add_argument("dest", nargs="?", default="work", help=_("your copy (default: work)"))
+    w.add_argument("--from", dest="src", default="notebooks", metavar="SRC",
+                   help=_("the course's lessons (default: notebooks)"))
+
+
+def _run_workspace(args: argparse.Namespace) -> int:
+    from .workspace import sync
+
+    print(sync(args.src, args.dest).summary(), flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``labkit`` command.
 
@@ -89,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("question")
     c.add_argument("--image", help="path of an image to send")
     c.add_argument("--max-tokens", type=int, default=None)
+    _workspace_parser(sub)
     sub.add_parser("serve", help="serve llava-v1.6 yourself with vLLM (GPU); `labkit serve --help`",
                    add_help=False)
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -100,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import LabkitError
 
     try:
-        return {"practice": _run_practice, "doctor": _run_doctor, "chat": _run_chat}[args.command](args)
+        return {"practice": _run_practice, "doctor": _run_doctor, "chat": _run_chat,
+                "workspace": _run_workspace}[args.command](args)
     except (LabkitError, ValueError) as exc:  # ValueError: a bad LABKIT_PRACTICE_* value, named in the message
         print(f"labkit: {exc}", file=sys.stderr)
         return 2
