@@ -23,6 +23,7 @@ from .errors import (
 )
 from .images import ImageInfo, describe_image, encode_image, estimate_image_tokens, llava_target_size
 from .messages import Conversation, assistant, estimate_tokens, system, user
+from .playground import Playground
 from .streaming import ChatStream, Reply, chat, stream_chat
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ __all__ = [
     "ImageInfo",
     "LabkitError",
     "ModelNotFound",
+    "Playground",
     "RateLimited",
     "Reply",
     "RequestRejected",
