@@ -135,7 +135,8 @@ class Playground:
         samples: a folder of sample images (default ``"images"``, the lessons' folder), a list of
             image paths, or ``None`` for none.
         settings: where to send requests; ``None`` reads :func:`labkit.load_settings` at each
-            question, so the embedded practice server or the configured backend answers.
+            question, so the embedded practice server or the configured backend answers (the
+            ``settings`` attribute may be changed later).
         client: an ``openai.OpenAI`` client to use instead of labkit's.
         system: an optional system prompt for the whole conversation.
         context_tokens: the model's context (4,096 for llava-v1.6-34b).
@@ -167,7 +168,7 @@ class Playground:
         import ipywidgets as w
 
         self._w = w
-        self._settings = settings
+        self.settings = settings
         self._client = client
         self._system = system
         self.context_tokens = context_tokens
@@ -224,14 +225,14 @@ class Playground:
         self._shift_enter = self._make_shift_enter()
 
         picker = w.VBox([self.upload, self.sample, self.thumbnail, self.image_info],
-                        layout=w.Layout(width="280px"))
+                        layout=w.Layout(width="280px", margin="0 16px 0 0"))
         view = w.VBox([w.HTML("<b>" + html.escape(_("What the model is given")) + "</b>"), self.model_view,
                        self.view_caption])
         controls = w.HBox([self.send_button, self.stop_button, self.clear_button, self.save_name,
                            self.save_button], layout=w.Layout(flex_flow="row wrap"))
         self.widget = w.VBox([
             self.backend,
-            w.HBox([picker, view], layout=w.Layout(flex_flow="row wrap", gap="12px")),
+            w.HBox([picker, view], layout=w.Layout(flex_flow="row wrap", justify_content="flex-start")),
             w.HBox([self.temperature, self.max_tokens], layout=w.Layout(flex_flow="row wrap")),
             self.transcript,
             self.status,
@@ -259,7 +260,7 @@ class Playground:
     # ------------------------------------------------------------------ settings
 
     def _current_settings(self) -> Settings:
-        return self._settings if self._settings is not None else load_settings()
+        return self.settings if self.settings is not None else load_settings()
 
     def _backend_text(self) -> str:
         try:
@@ -407,6 +408,12 @@ class Playground:
                 break
             worker.join(0.05 if remaining is None else min(0.05, remaining))
         return self
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """What the next question is sent after: the conversation's messages (images as data URLs)."""
+        with self._lock:
+            return [dict(m) for m in self._conv.messages]
 
     @property
     def busy(self) -> bool:
