@@ -45,8 +45,8 @@ def anyres_plan(width: int, height: int) -> AnyresPlan:
     Example:
         >>> anyres_plan(3000, 1000)
         AnyresPlan(grid=(1008, 336), scaled=(1008, 336), tiles=3)
-        >>> anyres_plan(451, 300).scaled
-        (451, 300)
+        >>> anyres_plan(451, 300)  # scaled up: more pixels, no more detail
+        AnyresPlan(grid=(672, 336), scaled=(505, 336), tiles=2)
     """
     if width < 1 or height < 1:
         raise ValueError(f"an image of {width}×{height} pixels has no area")
@@ -59,9 +59,8 @@ def anyres_plan(width: int, height: int) -> AnyresPlan:
 
     pw, ph = max(_PINPOINTS, key=score)
     s = min(pw / width, ph / height)
+    # resized up or down to fill the grid (a small image gains pixels, not detail)
     scaled = (min(pw, max(1, int(width * s))), min(ph, max(1, int(height * s))))
-    if scaled[0] * scaled[1] > width * height:  # the model never gets more detail than was sent
-        scaled = (min(width, pw), min(height, ph))
     return AnyresPlan((pw, ph), scaled, (pw // TILE) * (ph // TILE))
 
 

@@ -186,8 +186,8 @@ class Playground:
                                    layout=w.Layout(width="auto"))
         self.sample = w.Dropdown(options=[(_("(choose a sample photo)"), "")] + self._sample_options(samples),
                                  value="", description=_("or sample"), layout=w.Layout(width="auto"))
-        self.thumbnail = w.Image(format="png", layout=w.Layout(max_width="240px", max_height="240px"))
-        self.model_view = w.Image(format="png", layout=w.Layout(max_width="520px"))
+        self.thumbnail = w.Image(format="png", layout=w.Layout(max_width="240px", max_height="240px", display="none"))
+        self.model_view = w.Image(format="png", layout=w.Layout(max_width="520px", display="none"))
         self.image_info = w.HTML(_("<i>No image chosen: questions go without one.</i>"))
         self.view_caption = w.HTML("")
         self.temperature = w.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.1, description="temperature",
@@ -353,6 +353,7 @@ class Playground:
                                hashlib.sha256(raw).hexdigest())
         self.thumbnail.value = out.getvalue()
         self.model_view.value = view_png
+        self.thumbnail.layout.display = self.model_view.layout.display = None
         self.image_info.value = _(
             "<b>{name}</b><br>original: {ow}×{oh} px, {obytes}<br>sent: {sw}×{sh} px, {sbytes}<br>"
             "≈ {tokens} image tokens").format(
@@ -545,7 +546,7 @@ class Playground:
         if turn.tokens_per_second is not None:
             parts.append(_("{rate} tokens/s").format(rate=f"{turn.tokens_per_second:.1f}"))
         if turn.outcome == "stopped":
-            parts.append(_("⏹ stopped: the text that arrived is kept"))
+            parts.append(_("■ stopped: the text that arrived is kept"))
         elif turn.outcome == "length":
             parts.append(_("cut at max_tokens: raise the slider for a longer answer"))
         if self._notice:
@@ -689,12 +690,12 @@ class Playground:
     def _render_transcript(self) -> None:
         parts: list[str] = []
         for turn in self.turns:
-            image = f" 📷 *{turn.image['name']}*" if turn.image else ""
+            image = " *(" + _("image: {name}").format(name=turn.image["name"]) + ")*" if turn.image else ""
             parts.append(f"**{_('You')}:** {turn.question}{image}")
             answer = turn.answer if turn.done else "".join(turn.parts)
             note = ""
             if turn.outcome == "stopped":
-                note = "\n\n*" + _("⏹ stopped: the text that arrived is kept") + "*"
+                note = "\n\n*" + _("■ stopped: the text that arrived is kept") + "*"
             elif turn.outcome == "error":
                 note = "\n\n*" + _("⚠ the answer failed (see the message below)") + "*"
             elif turn.outcome == "length":
