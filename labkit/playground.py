@@ -53,7 +53,7 @@ _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".t
 _RENDER_EVERY = 0.1  # seconds between re-renders of the streaming answer
 
 
-@dataclass
+@dataclass(eq=False)
 class Turn:
     """One question and its answer, as saved in the JSONL file."""
 
@@ -73,6 +73,7 @@ class Turn:
     base_url: str = ""
     # not saved: the live state of the turn
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    finished: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     done: bool = field(default=False, repr=False, compare=False)
     t0: float = field(default=0.0, repr=False, compare=False)
     first: float | None = field(default=None, repr=False, compare=False)
@@ -80,7 +81,7 @@ class Turn:
 
     def record(self, number: int) -> dict[str, Any]:
         """The turn as one JSON-ready dict (what :meth:`Playground.save` writes per line)."""
-        live = ("stop_event", "done", "t0", "first", "parts")
+        live = ("stop_event", "finished", "done", "t0", "first", "parts")
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in live}
         data["image"] = dict(self.image) if self.image else None
         return {"turn": number, **data}
@@ -188,7 +189,7 @@ class Playground:
                                  value="", description=_("or sample"), layout=w.Layout(width="auto"))
         self.thumbnail = w.Image(format="png", layout=w.Layout(max_width="240px", max_height="240px", display="none"))
         self.model_view = w.Image(format="png", layout=w.Layout(max_width="520px", display="none"))
-        self.image_info = w.HTML(_("<i>No image chosen: questions go without one.</i>"))
+        self.image_info = w.HTML("<i>" + html.escape(_("No image chosen: questions go without one.")) + "</i>")
         self.view_caption = w.HTML("")
         self.temperature = w.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.1, description="temperature",
                                          readout_format=".1f", continuous_update=False,
@@ -225,9 +226,9 @@ class Playground:
         self._shift_enter = self._make_shift_enter()
 
         picker = w.VBox([self.upload, self.sample, self.thumbnail, self.image_info],
-                        layout=w.Layout(width="280px", margin="0 16px 0 0"))
+                        layout=w.Layout(flex="0 0 260px", margin="0 16px 0 0"))
         view = w.VBox([w.HTML("<b>" + html.escape(_("What the model is given")) + "</b>"), self.model_view,
-                       self.view_caption])
+                       self.view_caption], layout=w.Layout(flex="1 1 360px", max_width="540px"))
         controls = w.HBox([self.send_button, self.stop_button, self.clear_button, self.save_name,
                            self.save_button], layout=w.Layout(flex_flow="row wrap"))
         self.widget = w.VBox([
@@ -354,11 +355,14 @@ class Playground:
         self.thumbnail.value = out.getvalue()
         self.model_view.value = view_png
         self.thumbnail.layout.display = self.model_view.layout.display = None
-        self.image_info.value = _(
-            "<b>{name}</b><br>original: {ow}×{oh} px, {obytes}<br>sent: {sw}×{sh} px, {sbytes}<br>"
-            "≈ {tokens} image tokens").format(
-            name=html.escape(label), ow=original.width, oh=original.height, obytes=_size(len(raw)),
-            sw=info.width, sh=info.height, sbytes=_size(info.bytes), tokens=info.image_tokens)
+        self.image_info.value = "<br>".join([
+            f"<b>{html.escape(label)}</b>",
+            html.escape(_("original: {width}×{height} px, {size}").format(
+                width=original.width, height=original.height, size=_size(len(raw)))),
+            html.escape(_("sent: {width}×{height} px, {size}").format(
+                width=info.width, height=info.height, size=_size(info.bytes))),
+            html.escape(_("≈ {tokens} image tokens").format(tokens=info.image_tokens)),
+        ])
         self.view_caption.value = "<small>" + _(
             "Left: the 336×336 overview of the whole image. Right: the {gw}×{gh} grid of {tiles} tiles of "
             "336×336 (numbered by dots); the image fills {cw}×{ch} of it, the dark part is padding.").format(
@@ -398,16 +402,9 @@ class Playground:
             >>> Playground(samples=None).wait().busy  # doctest: +SKIP
             False
         """
-        worker = self._worker
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while worker is not None and worker.is_alive():
-            current = self._current
-            if current is None or current.done:
-                break
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                break
-            worker.join(0.05 if remaining is None else min(0.05, remaining))
+        turn = self.turns[-1] if self.turns else None
+        if turn is not None:
+            turn.finished.wait(timeout)
         return self
 
     @property
@@ -539,6 +536,7 @@ class Playground:
                 self._show_error(error)
             else:
                 self._set_status(self._timing_text(turn), kind="info")
+            turn.finished.set()
 
     def _timing_text(self, turn: Turn) -> str:
         parts = [_("first token {seconds} s").format(seconds=_fmt(turn.ttft)),
@@ -653,7 +651,7 @@ class Playground:
         """The status line as plain text (what a person reads under the answer)."""
         import re
 
-        return html.unescape(re.sub(r"<[^>]+>", "", self.status.value))
+        return html.unescape(re.sub(r"<[^>]+>", "", self.status.value.replace("<br>", "\n")))
 
     @staticmethod
     def _error_html(exc: BaseException) -> str:
