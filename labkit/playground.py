@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .config import Settings, load_settings, mask_key
+from .config import Settings, client as make_client, load_settings, mask_key
 from .errors import (
     AuthError,
     BackendUnreachable,
@@ -423,8 +423,12 @@ class Playground:
         try:
             self._send()
         except Exception as exc:  # never a traceback in the notebook
-            self._show_error(exc)
-            self._set_busy(False)
+            turn = self._current
+            if turn is not None and not turn.done:
+                self._finish(turn, outcome="error", error=exc)
+            else:
+                self._show_error(exc)
+                self._set_busy(False)
 
     def _send(self) -> None:
         with self._lock:
@@ -436,13 +440,21 @@ class Playground:
                 self._set_status(_("Type a question first, then press Send."), kind="info")
                 return
             settings = self._current_settings()
+            # the client (and with it the embedded practice server, if that answers) is made here, on the
+            # main thread, before anything changes: a failure leaves the playground as it was
+            chat_client = self._client or make_client(settings)
+            base_url = str(chat_client.base_url).rstrip("/")
+            if not settings.base_url:
+                self.backend.value = "<small>" + html.escape(_("Backend: {where} · model {model}").format(
+                    where=_("the embedded practice server at {url}").format(url=base_url),
+                    model=settings.model)) + "</small>"
             picked = self._picked if self._picked is not None and not self._picked.sent_yet else None
             self._conv.messages.append(user(text, picked.url) if picked else user(text))
             removed = self._conv.fit(self.max_tokens.value)
             turn = Turn(question=text, image=picked.record() if picked else None,
                         temperature=round(float(self.temperature.value), 2), max_tokens=int(self.max_tokens.value),
                         context_tokens=self._conv.tokens(), started_at=_dt.datetime.now().astimezone().isoformat(
-                            timespec="seconds"), model=settings.model, base_url=settings.base_url or "")
+                            timespec="seconds"), model=settings.model, base_url=base_url)
             turn.t0 = time.perf_counter()
             if picked:
                 picked.sent_yet = True
@@ -457,17 +469,16 @@ class Playground:
             self._render_transcript()
             self._update_budget()
             messages = list(self._conv.messages)
-            self._worker = threading.Thread(target=self._stream_turn, args=(turn, messages, settings),
+            self._worker = threading.Thread(target=self._stream_turn, args=(turn, messages, settings, chat_client),
                                             name="labkit-playground", daemon=True)
             self._worker.start()
 
-    def _stream_turn(self, turn: Turn, messages: list[dict[str, Any]], settings: Settings) -> None:
+    def _stream_turn(self, turn: Turn, messages: list[dict[str, Any]], settings: Settings, chat_client: Any) -> None:
         """The worker: stream the answer, render it now and then, finish the turn however it ends."""
         stream = None
         try:
-            stream = stream_chat(messages, settings=settings, client=self._client,
+            stream = stream_chat(messages, settings=settings, client=chat_client,
                                  temperature=turn.temperature, max_tokens=turn.max_tokens, **self.request_options)
-            turn.base_url = turn.base_url or stream.base_url
             last = 0.0
             for delta in stream:
                 if turn.stop_event.is_set():

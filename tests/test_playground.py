@@ -293,3 +293,34 @@ def test_saved_image_is_what_was_sent(fastchat_url: str) -> None:
     image = sent_image(pg)
     assert max(image.size) <= 1008 and image.size == tuple(pg.records()[0]["image"]["sent_size"])
     assert "green" in pg.turns[-1].answer
+
+
+def test_embedded_practice_server_and_configured_backend(monkeypatch: pytest.MonkeyPatch, fastchat_url: str) -> None:
+    pg = labkit.Playground(samples=None)  # nothing configured: the embedded practice server answers
+    assert "embedded practice server" in pg.backend.value
+    pg.ask("Hello").wait()
+    assert pg.turns[-1].outcome == "stop" and pg.turns[-1].base_url.startswith("http://127.0.0.1:")
+    assert pg.turns[-1].base_url in pg.backend.value
+    monkeypatch.setenv("LABKIT_BASE_URL", fastchat_url)  # read at each question
+    pg.ask("Hello again").wait()
+    assert pg.turns[-1].base_url == fastchat_url and "turn 2" in pg.turns[-1].answer
+    monkeypatch.setenv("LABKIT_BASE_URL", "not-a-url")
+    pg.ask("And now?").wait()
+    assert "not an http(s) URL" in pg.status_text and not pg.busy and not pg.send_button.disabled
+    assert len(pg.turns) == 2 and pg.question.value == "And now?"
+
+
+def test_every_widget_message_has_a_chinese_translation_with_its_placeholders() -> None:
+    import ast
+    import re
+
+    root = Path(labkit.__file__).parent
+    tree = ast.parse((root / "playground.py").read_text(encoding="utf-8"))
+    msgids = {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+              and n.func.id == "_" and n.args and isinstance(n.args[0], ast.Constant)}
+    po = (root / "locale" / "zh" / "parts" / "playground.po").read_text(encoding="utf-8")
+    pairs = dict(re.findall(r'^msgid "(.+)"\nmsgstr "(.*)"$', po, re.M))
+    assert msgids <= set(pairs), f"untranslated: {sorted(msgids - set(pairs))}"
+    for msgid in msgids:
+        assert pairs[msgid] and re.search(r"[\u4e00-\u9fff]", pairs[msgid]), msgid
+        assert sorted(re.findall(r"\{\w+\}", msgid)) == sorted(re.findall(r"\{\w+\}", pairs[msgid])), msgid

@@ -74,6 +74,7 @@ class Lab:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "Lab":
+        self.started = time.monotonic()
         settings = self.home / "app-settings"
         settings.mkdir(parents=True)
         (settings / "overrides.json").write_text(json.dumps({
@@ -101,6 +102,7 @@ class Lab:
             try:
                 with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}", timeout=2) as r:
                     if r.status == 200:
+                        print(f"JupyterLab answered after {time.monotonic() - self.started:.1f} s")
                         return self
             except OSError:
                 pass
@@ -138,10 +140,13 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         shutil.copy(nb, root / nb.name)
     shutil.copytree(NOTEBOOKS / "images", root / "images")
     server = Lab(root, tmp_path / "home")
+    t0 = time.monotonic()
     try:
         yield server.start()
     finally:
+        t1 = time.monotonic()
         server.stop()
+        print(f"JupyterLab: started and ran for {t1 - t0:.1f} s, stopped in {time.monotonic() - t1:.1f} s")
 
 
 def _expected_answer_bits() -> tuple[str, str]:
