@@ -313,7 +313,10 @@ class Playground:
         item = files[0]
         content = item["content"] if isinstance(item, dict) else item.content
         name = item["name"] if isinstance(item, dict) else item.name
-        self.choose_image(bytes(content), name=name)
+        data = bytes(content)
+        self.upload.value = ()  # forget the file (the same one may be uploaded again)
+        self.sample.value = ""
+        self.choose_image(data, name=name)
 
     def _on_sample(self, change: dict[str, Any]) -> None:
         path = change.get("new")

@@ -324,3 +324,26 @@ def test_every_widget_message_has_a_chinese_translation_with_its_placeholders() 
     for msgid in msgids:
         assert pairs[msgid] and re.search(r"[\u4e00-\u9fff]", pairs[msgid]), msgid
         assert sorted(re.findall(r"\{\w+\}", msgid)) == sorted(re.findall(r"\{\w+\}", pairs[msgid])), msgid
+
+
+def test_stop_answers_at_once_when_the_backend_goes_quiet(fastchat_url: str) -> None:
+    pg = make(fastchat_url, request_options={"extra_headers": {"X-Practice-Fault": "stall-after=4,stall-seconds=20"}})
+    pg.ask("Describe the image")
+    _until(lambda: len(pg.turns[-1].parts) >= 3)
+    time.sleep(0.2)  # the server has gone quiet: no chunk will wake the worker
+    pg.stop_button.click()
+    turn = pg.turns[-1]
+    assert turn.outcome == "stopped" and turn.answer and not pg.busy and not pg.send_button.disabled
+    pg.request_options = {}
+    pg.ask("And now?").wait(10)  # the playground is usable while the old request still hangs
+    assert pg.turns[-1].outcome == "stop" and "turn 2" in pg.turns[-1].answer
+
+
+def test_upload_is_forgotten_after_use_and_can_be_repeated(fastchat_url: str) -> None:
+    pg = make(fastchat_url)
+    pg.sample.value = str(IMAGES / "rocket.jpg")
+    data = (IMAGES / "camera.png").read_bytes()
+    for _ in range(2):
+        pg.upload.value = ({"name": "camera.png", "type": "image/png", "size": len(data),
+                            "content": memoryview(data), "last_modified": NOW},)
+        assert pg.upload.value == () and pg.sample.value == "" and "camera.png" in pg.image_info.value
