@@ -12,27 +12,21 @@ import anywidget
 __all__ = ["ShiftEnter"]
 
 _ESM = r"""
+// One window-level listener in the capture phase: it runs before JupyterLab's or Notebook 7's own
+// shortcut handling (which would run the cell on Shift+Enter) and acts only on this playground's box.
 function render({ model, el }) {
   el.style.display = "none";
-  let tries = 0;
-  function attach() {
+  const onKey = (event) => {
+    if (event.key !== "Enter" || !event.shiftKey || event.isComposing) return;
     const root = el.closest(".labkit-playground");
-    const area = root ? root.querySelector("textarea") : null;
-    if (!area) {
-      if (tries++ < 200) requestAnimationFrame(attach);
-      return;
-    }
-    if (area.dataset.labkitShiftEnter) return;
-    area.dataset.labkitShiftEnter = "1";
-    area.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && event.shiftKey && !event.isComposing) {
-        event.preventDefault();
-        event.stopPropagation();
-        model.send({ event: "submit", value: area.value });
-      }
-    }, true);
-  }
-  attach();
+    const box = event.target;
+    if (!root || !(box instanceof HTMLTextAreaElement) || !root.contains(box)) return;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    model.send({ event: "submit", value: box.value });
+  };
+  window.addEventListener("keydown", onKey, true);
+  return () => window.removeEventListener("keydown", onKey, true);
 }
 export default { render };
 """

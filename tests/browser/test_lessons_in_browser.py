@@ -1,9 +1,9 @@
 """Lesson 06 in a real browser: JupyterLab on loopback, headless Chromium driven by Playwright.
 
-It runs every cell of lesson 06, uploads a sample photo, asks with Shift+Enter and waits for the
+It runs every cell of lesson 06 in JupyterLab, uploads a sample photo, asks with Shift+Enter and waits for the
 streamed answer that names the photo's size and colour, starts a long answer and presses Stop,
 sends to a dead backend and reads the message, then opens lessons 00–05 and checks that each
-renders with no error output. Screenshots go to ``tests/browser/artifacts/`` (git-ignored).
+renders with no error output; last, it runs lesson 06 in Notebook 7 and asks once. Screenshots go to ``tests/browser/artifacts/`` (git-ignored).
 
 Needs Debian's ``chromium`` (``/usr/bin/chromium``; CI installs it) and Playwright for Python (the
 test extra); Playwright's own browser download is never used. ``LABKIT_SKIP_BROWSER=1`` skips it.
@@ -245,6 +245,25 @@ def test_lesson_06_playground_and_lessons_render_in_chromium(lab: Lab) -> None:
                 _no_errors(page, nb.name)
                 page.screenshot(path=str(ARTIFACTS / f"{nb.stem}.png"))
             timings["lessons 00-05"] = time.monotonic() - started
+
+            # the same lesson in Notebook 7: run all, ask with Shift+Enter, the answer streams in
+            page.goto(f"{lab.url}/notebooks/06-playground.ipynb?token={lab.token}")
+            expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
+            page.wait_for_timeout(1000)  # let the kernel connect before running
+            page.locator("li.lm-MenuBar-item", has_text="Run").first.click()
+            page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
+            expect(page.locator(".labkit-playground")).to_have_count(2, timeout=60_000)
+            nb7 = page.locator(".labkit-playground").first
+            expect(nb7.locator(".widget-html", has_text="chelsea.jpg").first).to_be_visible(timeout=30_000)
+            box = nb7.locator("textarea").first
+            box.fill("How big is this image?")
+            box.press("Shift+Enter")
+            expect(nb7.locator(".jp-RenderedMarkdown").first).to_contain_text("pixels", timeout=30_000)
+            expect(nb7.locator(".labkit-status").first).to_contain_text("tokens/s", timeout=30_000)
+            assert page.locator(".labkit-playground").count() == 2, "Shift+Enter ran a cell in Notebook 7"
+            _no_errors(page, "06-playground.ipynb in Notebook 7")
+            nb7.screenshot(path=str(ARTIFACTS / "06-notebook7.png"))
+            timings["notebook 7"] = time.monotonic() - started
         except BaseException:
             try:
                 page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
