@@ -259,7 +259,10 @@ def test_lesson_06_playground_and_lessons_render_in_chromium(lab: Lab) -> None:
             box.fill("How big is this image?")
             box.press("Shift+Enter")
             expect(nb7.locator(".jp-RenderedMarkdown").first).to_contain_text("pixels", timeout=30_000)
-            expect(nb7.locator(".labkit-status").first).to_contain_text("tokens/s", timeout=30_000)
+            nb7_status = nb7.locator(".labkit-status").first
+            expect(nb7_status).to_contain_text("first token", timeout=30_000)
+            expect(nb7_status).not_to_contain_text("streaming", timeout=30_000)
+            expect(nb7_status).to_contain_text("tokens/s")
             assert page.locator(".labkit-playground").count() == 2, "Shift+Enter ran a cell in Notebook 7"
             _no_errors(page, "06-playground.ipynb in Notebook 7")
             nb7.screenshot(path=str(ARTIFACTS / "06-notebook7.png"))
