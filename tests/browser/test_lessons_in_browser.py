@@ -235,9 +235,13 @@ def test_lesson_06_playground_and_lessons_render_in_chromium(lab: Lab) -> None:
             timings["error"] = time.monotonic() - started
 
             # lessons 00–05 open and render, with no error output
-            for nb in sorted(NOTEBOOKS.glob("0[0-5]-*.ipynb")):
+            lessons = sorted(NOTEBOOKS.glob("0[0-5]-*.ipynb"))
+            open_js = "path => { window.jupyterapp.commands.execute('docmanager:open', {path}); }"
+            for nb in lessons:  # open all at once: their kernels start side by side
+                page.evaluate(open_js, nb.name)
+            for nb in lessons:
                 cells = len(json.loads(nb.read_text(encoding="utf-8"))["cells"])
-                page.evaluate("path => { window.jupyterapp.commands.execute('docmanager:open', {path}); }", nb.name)
+                page.evaluate(open_js, nb.name)  # brings its tab to the front
                 panel = page.locator(".jp-NotebookPanel:visible")
                 expect(panel.locator(".jp-Notebook .jp-Cell")).to_have_count(cells, timeout=30_000)
                 expect(panel.locator(".jp-MarkdownCell h1").first).to_be_visible()
