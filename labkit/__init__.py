@@ -23,6 +23,7 @@ from .errors import (
 )
 from .images import ImageInfo, describe_image, encode_image, estimate_image_tokens, llava_target_size
 from .messages import Conversation, assistant, estimate_tokens, system, user
+from .playground import Playground
 from .streaming import ChatStream, Reply, chat, stream_chat
 from .workspace import SyncReport
 from .workspace import sync as sync_workspace
@@ -42,6 +43,7 @@ __all__ = [
     "ImageInfo",
     "LabkitError",
     "ModelNotFound",
+    "Playground",
     "RateLimited",
     "Reply",
     "RequestRejected",
