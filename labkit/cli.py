@@ -72,7 +72,7 @@ def _run_chat(args: argparse.Namespace) -> int:
 
     reply = chat(args.question, image=args.image, max_tokens=args.max_tokens, display="terminal")
     print(f"[{reply.finish_reason}] {reply.timings()}", file=sys.stderr)
-    return 0
+    return 130 if reply.interrupted else 0  # an answer cut short is not a success
 
 
 def main(argv: Sequence[str] | None = None) -> int:
