@@ -139,7 +139,8 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
         except UnicodeDecodeError as exc:
             cut = exc.start >= len(line.rstrip()) - 3  # a write cut off mid-character by a crash
         except json.JSONDecodeError as exc:
-            cut = exc.pos >= len(exc.doc.rstrip()) - 1  # a write cut off by a crash: expected, ignored
+            # a write cut off by a crash (expected, ignored): the text ends inside a string or a value
+            cut = exc.msg.startswith("Unterminated string") or exc.pos >= len(exc.doc.rstrip()) - 1
         if not (isinstance(record, dict) and "id" in record):
             if record is not None or not cut:
                 damaged.append(number)

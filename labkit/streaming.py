@@ -297,6 +297,8 @@ class ChatStream:
                     shown.append(visible)
                     yield visible
             if reply.finish_reason is None:
+                if watchdog is not None and watchdog.fired:  # the watchdog ended a body read to its end
+                    raise self._stalled(events)
                 raise self._unfinished(events, http)
             tail = stripper.finish()
             if tail:
