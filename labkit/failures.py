@@ -115,7 +115,7 @@ def describe_body(content_type: str | None, body: bytes | str, total: int | None
 
     Example:
         >>> describe_body("text/html", b"<html><head><title>Campus Login</title></head>" + b"x" * 3000)
-        'an HTML page (<title>Campus Login</title>, 3,047 bytes)'
+        'an HTML page (<title>Campus Login</title>, 3,046 bytes)'
         >>> describe_body("application/json", '{"status": "ok"}')
         'a JSON document ({"status": "ok"}, 16 bytes)'
         >>> describe_body(None, b"")
