@@ -3,8 +3,14 @@
 Both work with FastChat and vLLM streams: the role chunk, ``None`` or empty content, the usage chunk
 with empty ``choices``, FastChat's mid-stream ``{"error_code": …}`` event and vLLM's ``{"error": …}``
 event, dropped connections and stalls. A failure after text has arrived raises
-:class:`labkit.StreamError` carrying the partial text; before the first token, the request is
-retried. The leaked role prefix is removed as the text streams (:mod:`labkit.cleanup`).
+:class:`labkit.StreamError` carrying the partial text; before the first token, a dropped connection
+(and a rate limit, within the timeout and announced) is retried. The leaked role prefix is removed as
+the text streams (:mod:`labkit.cleanup`).
+
+Nothing is silent: an answer that is not an event stream (a login portal's HTML page, a JSON page)
+raises :class:`labkit.UnexpectedResponse` naming what came back, and a stream that ends without a
+finish reason raises :class:`labkit.StreamError` (``reason="incomplete"``). Every wait is bounded by
+the configured timeout, keep-alive comments included (:class:`_Watchdog`).
 """
 
 from __future__ import annotations
