@@ -141,3 +141,16 @@ def test_a_verbose_traceback_never_shows_the_key() -> None:
             pytest.fail("the wrong key was accepted")
     assert "self.settings.api_key" in text and "Secret('…6789 (27 chars)')" in text  # the line was shown
     assert secret not in text and "0123456789" not in text
+
+
+def test_a_failed_embedded_start_is_backend_unreachable() -> None:
+    code = ("import labkit\n"
+            "try:\n"
+            "    labkit.chat('Hi', display=False)\n"
+            "except labkit.BackendUnreachable as e:\n"
+            "    print('BackendUnreachable:', e)\n")
+    env = {"PATH": "/usr/bin:/bin", "LABKIT_PRACTICE_DIALECT": "bogus"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "BackendUnreachable: No backend is configured and the built-in practice server could not start" in out.stdout
+    assert "LABKIT_PRACTICE_DIALECT='bogus'" in out.stdout and "LABKIT_BASE_URL" in out.stdout
