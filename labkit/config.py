@@ -8,7 +8,7 @@ setting              variables                                   default
 base URL             ``LABKIT_BASE_URL``, ``OPENAI_BASE_URL``    the embedded practice server
 API key              ``LABKIT_API_KEY``, ``OPENAI_API_KEY``      ``dummy_key`` (the course backend takes any key)
 model                ``LABKIT_MODEL``                            ``llava-v1.6-34b``
-timeout (seconds)    ``LABKIT_TIMEOUT``                          ``120`` (the longest wait: connecting, or the next chunk)
+timeout (seconds)    ``LABKIT_TIMEOUT``                          ``120`` (the longest wait for anything)
 ===================  ==========================================  ==========================
 
 :func:`configure` overrides them for this Python process (used by ``labkit.serve`` after it starts a

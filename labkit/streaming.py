@@ -353,8 +353,8 @@ class ChatStream:
     def _note_usage(self, chunk: Any) -> None:
         usage = getattr(chunk, "usage", None)
         if usage is not None:
-            self.reply.usage = {k: int(getattr(usage, k)) for k in ("prompt_tokens", "completion_tokens",
-                                                                     "total_tokens") if getattr(usage, k, None) is not None}
+            names = ("prompt_tokens", "completion_tokens", "total_tokens")
+            self.reply.usage = {k: int(getattr(usage, k)) for k in names if getattr(usage, k, None) is not None}
 
     def _partial(self) -> str:
         """The cleaned text so far, including what the prefix stripper still holds back."""

@@ -12,10 +12,10 @@ import warnings
 from pathlib import Path
 
 import pytest
+from support import IMAGES
 
 import labkit
 from labkit.batch import BatchItem, items_from_folder, load_results, run_batch
-from support import IMAGES
 
 GBK_NAME = "测试照片".encode("gbk") + b".jpg"  # what unzipping a Windows zip on Linux leaves behind
 

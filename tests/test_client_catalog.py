@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from support import ROOT
 
 CLIENT_FILES = ["streaming.py", "failures.py", "batch.py", "doctor.py", "config.py", "backend.py", "display.py"]
