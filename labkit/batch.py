@@ -198,6 +198,7 @@ def _ask(item: BatchItem, settings: Settings, client: Any, options: dict[str, An
     try:
         stream = stream_chat(item.question, item.image, settings=settings, client=client, **options)
         stream.sleep = stop.wait  # a rate-limit wait ends when the run is stopped
+        stream.notify = tqdm.write  # a note above the progress bar, not through it
         for _delta in stream:
             if stop.is_set():  # the run was interrupted: stop generating, the record is dropped
                 stream.close()

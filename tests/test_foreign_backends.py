@@ -289,3 +289,16 @@ def test_a_retry_after_within_the_timeout_is_announced_before_waiting() -> None:
         assert "".join(stream) == "Hello."
     assert notes == ["labkit: rate-limited: retrying in 5 s, press stop to cancel"] and waits == [5.0]
     assert stream.reply.attempts == 2
+
+
+def test_a_batch_under_a_long_rate_limit_fails_fast_and_says_how_long(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from labkit.batch import BatchItem, load_results, run_batch
+
+    body = '{"object":"error","message":"Too many requests","code":429}'
+    with tiny_server(send(429, "application/json", body, {"retry-after": "60"})) as base:
+        labkit.configure(base_url=base, timeout=3)
+        started = time.monotonic()
+        result = run_batch([BatchItem(str(i), "Hi") for i in range(4)], tmp_path / "a.jsonl", progress=False)
+    assert result.failed == 4 and time.monotonic() - started < 3
+    record = load_results(tmp_path / "a.jsonl")["0"]
+    assert record["error_type"] == "RateLimited" and "asks to wait 60 s" in record["error"]
