@@ -154,3 +154,20 @@ def test_a_failed_embedded_start_is_backend_unreachable() -> None:
     assert out.returncode == 0, out.stderr
     assert "BackendUnreachable: No backend is configured and the built-in practice server could not start" in out.stdout
     assert "LABKIT_PRACTICE_DIALECT='bogus'" in out.stdout and "LABKIT_BASE_URL" in out.stdout
+
+
+def test_debug_logs_never_show_the_key(caplog: pytest.LogCaptureFixture) -> None:
+    """openai's and httpx's DEBUG logging (what OPENAI_LOG=debug turns on), for an answer and a refusal."""
+    from labkit.practice import serve_in_thread
+
+    secret = "sk-course-secret-0123456789"
+    caplog.set_level("DEBUG")
+    with serve_in_thread(fast=True, api_keys=(secret,)) as base:
+        labkit.configure(base_url=base, api_key=secret)
+        assert labkit.chat("Hi", display=False, max_tokens=3).text
+        labkit.configure(api_key="sk-wrong-secret-9876543210")
+        with pytest.raises(labkit.AuthError):
+            labkit.chat("Hi", display=False)
+    logged = caplog.text
+    assert "HTTP Request: POST" in logged or "Request options" in logged  # the debug log was on
+    assert "0123456789" not in logged and "9876543210" not in logged
