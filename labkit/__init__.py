@@ -7,7 +7,8 @@ Example:
 
 from .batch import BatchItem, BatchResult, items_from_folder, load_results, run_batch, score_keywords
 from .cleanup import RolePrefixStripper, strip_role_prefix
-from .config import Settings, client, configure, load_settings, mask_key, reset_configuration
+from .backend import client
+from .config import Secret, Settings, configure, load_settings, mask_key, reset_configuration
 from .errors import (
     AuthError,
     BackendError,
@@ -20,6 +21,9 @@ from .errors import (
     RequestRejected,
     ServeError,
     StreamError,
+    UnexpectedResponse,
+    UsageError,
+    OutputError,
 )
 from .images import ImageInfo, describe_image, encode_image, estimate_image_tokens, llava_target_size
 from .messages import Conversation, assistant, estimate_tokens, system, user
@@ -48,10 +52,14 @@ __all__ = [
     "Reply",
     "RequestRejected",
     "RolePrefixStripper",
+    "Secret",
     "ServeError",
     "Settings",
     "StreamError",
     "SyncReport",
+    "UnexpectedResponse",
+    "UsageError",
+    "OutputError",
     "assistant",
     "chat",
     "client",

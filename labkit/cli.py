@@ -7,6 +7,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .i18n import _
+
 __all__ = ["main"]
 
 
@@ -73,7 +75,7 @@ def _run_chat(args: argparse.Namespace) -> int:
 
     reply = chat(args.question, image=args.image, max_tokens=args.max_tokens, display="terminal")
     print(f"[{reply.finish_reason}] {reply.timings()}", file=sys.stderr)
-    return 0
+    return 130 if reply.interrupted else 0  # an answer cut short is not a success
 
 
 def _workspace_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -103,11 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labkit", description="The multimodal-LLM lab kit.")
     sub = parser.add_subparsers(dest="command", required=True)
     _practice_parser(sub)
-    sub.add_parser("doctor", help="check the configuration and the backend, and say what to fix")
-    c = sub.add_parser("chat", help="ask one question from the terminal")
+    sub.add_parser("doctor", help=_("check the configuration and the backend, and say what to fix"))
+    c = sub.add_parser("chat", help=_("ask one question from the terminal"))
     c.add_argument("question")
-    c.add_argument("--image", help="path of an image to send")
-    c.add_argument("--max-tokens", type=int, default=None)
+    c.add_argument("--image", help=_("path of an image to send"))
+    c.add_argument("--max-tokens", type=int, default=None, help=_("the longest answer, in tokens"))
     _workspace_parser(sub)
     sub.add_parser("serve", help="serve llava-v1.6 yourself with vLLM (GPU); `labkit serve --help`",
                    add_help=False)
