@@ -74,14 +74,29 @@ def count_text_tokens(text: str) -> int:
         >>> count_text_tokens("Describe the image to me")
         5
     """
-    return len(split_tokens(text))
+    if len(text) < 4096:
+        return len(split_tokens(text))
+    # A long text is counted as it is scanned, so that no list of millions of pieces is built, and
+    # the loop lets other threads (the event loop) run between matches.
+    return sum(1 for m in _TOKEN_RE.finditer(text) if m.end() > m.start())
 
 
 def request_fingerprint(body: dict[str, Any], texts: list[tuple[str, list[str]]], image_digests: list[str]) -> str:
     """A stable hash of what shapes the answer: parameters, message texts and the images' digests
-    (hashing digests rather than the base64 text keeps this cheap for large images)."""
-    keep = [[body.get(k) for k in ("model", "temperature", "top_p", "max_tokens")], texts, image_digests]
-    return hashlib.sha256(json.dumps(keep, ensure_ascii=False).encode()).hexdigest()
+    (hashing digests rather than the base64 text keeps this cheap for large images; long texts are
+    hashed piece by piece, never copied whole)."""
+    h = hashlib.sha256()
+    h.update(json.dumps([body.get(k) for k in ("model", "temperature", "top_p", "max_tokens", "seed")],
+                        ensure_ascii=False).encode())
+    for role, parts in texts:
+        h.update(b"\x00" + role.encode())
+        for part in parts:
+            h.update(b"\x01")
+            for i in range(0, len(part), 1 << 20):
+                h.update(part[i:i + (1 << 20)].encode("utf-8", "surrogatepass"))
+    for digest in image_digests:
+        h.update(b"\x02" + digest.encode())
+    return h.hexdigest()
 
 
 _LENGTH_EN = re.compile(r"(\d{1,5})\s*(?:words?|tokens?)", re.I)
