@@ -235,12 +235,21 @@ def test_fail_before_streaming_then_recover(status: int) -> None:
         assert post(base, body()).status_code == 200
 
 
-def test_rate_limit_is_per_key() -> None:
-    with serve_in_thread(fast=True, faults=FaultConfig(rate_limit=2)) as base:
+def test_rate_limit_is_per_key_when_keys_are_enforced() -> None:
+    with serve_in_thread(fast=True, faults=FaultConfig(rate_limit=2), api_keys=("alice", "bob")) as base:
         alice = {"authorization": "Bearer alice"}
         assert [post(base, body(), headers=alice).status_code for _ in range(3)] == [200, 200, 429]
         assert post(base, body(), headers={"authorization": "Bearer bob"}).status_code == 200
         assert int(post(base, body(), headers=alice).headers["retry-after"]) > 0
+
+
+def test_rate_limit_without_keys_is_per_client_so_rotating_keys_does_not_help() -> None:
+    with serve_in_thread(fast=True, faults=FaultConfig(rate_limit=2)) as base:
+        statuses = [post(base, body(), headers={"authorization": f"Bearer made-up-{i}"}).status_code
+                    for i in range(3)]
+        assert statuses == [200, 200, 429]
+        r = post(base, body(), headers={"authorization": "Bearer yet-another"})
+        assert r.status_code == 429 and "per client" in r.json()["message"]
 
 
 def test_bad_fault_header_is_explained(fastchat_url: str) -> None:

@@ -118,6 +118,10 @@ class PracticeConfig:
     api_keys: tuple[str, ...] = ()
     faults: FaultConfig = field(default_factory=FaultConfig)
     fault_header: bool = True
+    header_timeout: float = 10.0
+    keep_alive_timeout: float = 5.0
+    body_timeout: float = 30.0
+    max_connections: int = 2048
 
     @property
     def paced(self) -> bool:
