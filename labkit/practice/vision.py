@@ -198,13 +198,15 @@ def _shrink(img: Image.Image) -> Image.Image:
     exif_orientation = img.getexif().get(0x0112, 1)
     img.draft("RGB", _THUMB)  # JPEG: decode at 1/2, 1/4 or 1/8 scale
     img.load()
+    # Sample down to at most 4× the thumbnail with NEAREST: for every mode, Pillow makes no full-size
+    # copy then (a filtered resize of RGBA premultiplies the whole image first); then convert the
+    # small copy and average it down with BOX.
     w, h = img.size
-    scale = min(1.0, _THUMB[0] / w, _THUMB[1] / h)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if img.mode in ("RGB", "RGBA", "L", "LA", "RGBX", "RGBa", "La"):
-        small = img.resize(size, Image.Resampling.BOX, reducing_gap=2.0) if size != img.size else img.copy()
-    else:  # palette, 1-bit, 16-bit, float, CMYK, YCbCr…: sample, then convert the small copy
-        small = img.resize(size, Image.Resampling.NEAREST) if size != img.size else img.copy()
+    coarse = min(1.0, 4 * _THUMB[0] / w, 4 * _THUMB[1] / h)
+    if coarse < 1.0:
+        small = img.resize((max(1, round(w * coarse)), max(1, round(h * coarse))), Image.Resampling.NEAREST)
+    else:
+        small = img.copy()
     img.close()
     if small.mode.startswith("I") or small.mode == "F":  # 16-bit or float data, e.g. a 16-bit PNG
         extrema = small.convert("F").getextrema()
@@ -215,6 +217,10 @@ def _shrink(img: Image.Image) -> Image.Image:
     if small.mode == "RGBA":
         white = Image.new("RGBA", small.size, (255, 255, 255, 255))
         small = Image.alpha_composite(white, small).convert("RGB")
+    sw, sh = small.size
+    scale = min(1.0, _THUMB[0] / sw, _THUMB[1] / sh)
+    if scale < 1.0:
+        small = small.resize((max(1, round(sw * scale)), max(1, round(sh * scale))), Image.Resampling.BOX)
     if exif_orientation in (2, 3, 4, 5, 6, 7, 8):
         method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
                   4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
