@@ -20,6 +20,10 @@ __all__ = ["Prompt", "compose_answer", "split_tokens", "count_text_tokens", "is_
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\u3000-\u303f\uff00-\uffef"
 _TOKEN_RE = re.compile(rf"\s*(?:[{_CJK}]|[^\s{_CJK}]+)|\s+$")
 _CJK_RE = re.compile(f"[{_CJK}]")
+# Where one piece ends and the next begins: before whitespace that follows a non-space, or after a
+# Chinese character (each is a piece of its own).
+_CUT_RE = re.compile(rf"(?<=\S)(?=\s)|(?<=[{_CJK}])")
+_CHUNK = 1 << 16
 
 ZH_COLOURS = {
     "red": "红色", "orange": "橙色", "yellow": "黄色", "olive": "橄榄色", "green": "绿色", "cyan": "青色",
@@ -74,11 +78,17 @@ def count_text_tokens(text: str) -> int:
         >>> count_text_tokens("Describe the image to me")
         5
     """
-    if len(text) < 4096:
+    if len(text) <= _CHUNK:
         return len(split_tokens(text))
-    # A long text is counted as it is scanned, so that no list of millions of pieces is built, and
-    # the loop lets other threads (the event loop) run between matches.
-    return sum(1 for m in _TOKEN_RE.finditer(text) if m.end() > m.start())
+    # A long text is counted in slices cut where a piece ends, so that no list of millions of pieces
+    # is built and other threads (the event loop) run between slices.
+    count, start, end = 0, 0, len(text)
+    while start < end:
+        cut = _CUT_RE.search(text, start + _CHUNK)
+        stop = cut.start() if cut else end
+        count += len(_TOKEN_RE.findall(text, start, stop))
+        start = stop
+    return count
 
 
 def request_fingerprint(body: dict[str, Any], texts: list[tuple[str, list[str]]], image_digests: list[str]) -> str:

@@ -184,7 +184,7 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
         raise Problem(400, f"The request body is not valid JSON ({str(exc)[:80]}): send a JSON object") from None
     if not isinstance(body, dict):
         raise Problem(400, "The request body must be a JSON object with 'model' and 'messages'")
-    if _MAYBE_SURROGATE.search(raw):
+    if (b"\\ud" in raw or b"\\uD" in raw or b"\xed" in raw) and _MAYBE_SURROGATE.search(raw):
         problem = _surrogate_problem(body, config.dialect)
         if problem is not None:
             raise problem
