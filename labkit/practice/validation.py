@@ -21,6 +21,8 @@ from .vision import ImageDecodeError, ImageFacts, analyse, decode_data_url, imag
 __all__ = ["Problem", "ChatRequest", "parse_request"]
 
 ROLES = ("system", "user", "assistant")
+#: The temperature when a request sends none: vLLM's sampling default, FastChat 0.2.36's request default.
+DEFAULT_TEMPERATURE = {"vllm": 1.0, "fastchat": 0.7}
 TEMPLATE_TOKENS_PER_MESSAGE = 4
 
 
@@ -207,8 +209,8 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
                            "client.chat.completions.create(...) and read the chunks", param="stream")
 
     max_tokens = _number(body, "max_tokens", 1, None, config.dialect, integer=True)
-    _number(body, "temperature", 0, 2, config.dialect)
-    _number(body, "top_p", 0, 1, config.dialect)
+    temperature = _number(body, "temperature", 0, 2, config.dialect)
+    top_p = _number(body, "top_p", 0, 1, config.dialect)
     _number(body, "n", 1, 1, config.dialect, integer=True)
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or abs(seed) >= 2**63):
@@ -268,6 +270,8 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
         stream=stream,
         include_usage=include_usage,
         max_tokens=answer_limit,
-        prompt=Prompt(question, tuple(facts), turn, system, request_fingerprint(body, texts_by_role, digests)),
+        prompt=Prompt(question, tuple(facts), turn, system, request_fingerprint(body, texts_by_role, digests),
+                      temperature=float(temperature if temperature is not None else DEFAULT_TEMPERATURE[config.dialect]),
+                      top_p=float(top_p if top_p is not None else 1.0), seeded=seed is not None),
         prompt_tokens=prompt_tokens,
     )
