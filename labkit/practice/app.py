@@ -18,6 +18,7 @@ from starlette.routing import Route
 from .brain import compose_answer, split_tokens
 from .config import FaultConfig, PracticeConfig, parse_faults
 from .dialects import DONE, FastChatDialect, VLLMDialect, content_event, dialect_for
+from .engine import Engine
 from .validation import ChatRequest, Problem, parse_request
 
 __all__ = ["create_app", "FAULT_HEADER", "LEAK"]
@@ -101,6 +102,7 @@ class _State:
         self.dialect: FastChatDialect | VLLMDialect = dialect_for(config.dialect)
         self.faulted_requests = 0
         self.rate = _RateWindows()
+        self.engine = Engine(config)
         # Decoding and analysing images is the heavy part of a request: a few at a time, in threads,
         # so that memory stays bounded and the event loop (and /health) stays responsive.
         self.heavy = anyio.CapacityLimiter(2)
@@ -184,7 +186,7 @@ async def _stream(state: _State, req: ChatRequest, faults: FaultConfig) -> Async
     token, and streams let newly arrived requests have their first token before they go on; the bytes
     on the wire are the same."""
     config, dialect = state.config, state.dialect
-    admitted = True
+    admitted, decoding = True, False
     try:
         cid, created, model = dialect.new_id(), int(time.time()), req.model
         tokens, reason, usage = _answer(req, config.leak_role_prefix)
@@ -196,8 +198,10 @@ async def _stream(state: _State, req: ChatRequest, faults: FaultConfig) -> Async
         if config.paced:
             state.admission.served()
             admitted = False
-            await asyncio.sleep(config.ttft + config.ttft_per_image * len(req.prompt.images))
-        delay = 1.0 / config.tokens_per_second if config.paced else 0.0
+            await state.engine.prefill(len(req.prompt.images))  # queued behind other prefills
+            state.engine.running += 1  # in the decoding batch until the stream ends
+            decoding = True
+        paced = config.paced
         sent = len(tokens) - 1 if dialect.last_token_in_finish else len(tokens)
         batch: list[bytes] = []
         for i in range(len(tokens) + 1):
@@ -216,9 +220,9 @@ async def _stream(state: _State, req: ChatRequest, faults: FaultConfig) -> Async
             if i >= sent:
                 break
             event = content_event(frame, tokens[i])
-            if delay:
+            if paced:
                 yield event
-                await asyncio.sleep(delay)
+                await asyncio.sleep(state.engine.token_delay())  # slower the more streams share the batch
             elif admitted:
                 yield role + event  # the first token goes out at once (with the role chunk, unpaced)
                 state.admission.served()
@@ -239,6 +243,8 @@ async def _stream(state: _State, req: ChatRequest, faults: FaultConfig) -> Async
     finally:
         if admitted:
             state.admission.served()
+        if decoding:
+            state.engine.running -= 1
 
 
 def _fault_at(i: int, faults: FaultConfig) -> str | None:
