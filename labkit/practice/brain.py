@@ -218,13 +218,21 @@ def _layout(f: ImageFacts, chinese: bool, pick: _Sampler) -> str:
                 else pick.choose([f"It is {main} all over, from edge to edge.", f"The whole frame is {main}."]))
     others = ordered[1:3]
     if chinese:
-        rest = "；".join(f"{'、'.join(_areas(cells, True))}是{ZH_COLOURS[name]}" for name, cells in others)
-        return f"画面大部分是{ZH_COLOURS[main]}，{rest}。"
-    rest = "; ".join(f"the {_join_en(_areas(cells, False))} {'is' if len(cells) == 1 else 'are'} {name}"
-                     for name, cells in others)
-    return pick.choose([f"{main.capitalize()} covers most of the frame, while {rest}.",
-                        f"Most of the frame is {main}; {rest}.",
-                        f"Apart from the {main} background, {rest}."])
+        rest = "，".join(f"{'、'.join(_areas(cells, True))}是{ZH_COLOURS[name]}" for name, cells in others)
+        where = "画面大部分" if len(main_cells) >= 7 else "、".join(_areas(main_cells, True))
+        return f"{where}是{ZH_COLOURS[main]}，{rest}。"
+
+    def told(cells: set[int], name: str) -> str:
+        areas = _areas(cells, False)
+        return f"the {_join_en(areas)} {'is' if len(areas) == 1 else 'are'} {name}"
+
+    rest = "; ".join(told(cells, name) for name, cells in others)
+    if len(main_cells) >= 7:
+        return pick.choose([f"{main.capitalize()} covers most of the frame, while {rest}.",
+                            f"Most of the frame is {main}; {rest}.",
+                            f"Apart from the {main} background, {rest}."])
+    first = told(main_cells, main)
+    return pick.choose([f"{first[0].upper() + first[1:]}, while {rest}.", f"In the layout, {first} and {rest}."])
 
 
 def _sentences_en(f: ImageFacts, topics: set[str], pick: _Sampler) -> list[str]:
@@ -288,11 +296,12 @@ def _more_en(f: ImageFacts, pick: _Sampler, round_no: int) -> list[str]:
                      "A real model would name objects here; the practice server only measures the pixels."]),
         f"Seen as a whole, it stays {EN_TONE[f.tone]}, which matches a mean brightness of {round(f.brightness)}.",
     ]
-    lead = pick.choose(["", "Also, ", "In addition, ", "Looking closer, ", "On a second look, "])
-    out = pool[round_no % len(pool):] + pool[:round_no % len(pool)]
-    if round_no and out:
-        out[0] = lead + out[0][0].lower() + out[0][1:] if lead else out[0]
-    return out
+    if round_no:  # a later round says it again from another angle
+        leads = ["Also, ", "In addition, ", "Looking closer, ", "On a second look, ", "To sum up, "]
+        k = (round_no - 1) % len(leads)
+        lead = pick.choose(leads[k:] + leads[:k])
+        pool[0] = lead + pool[0][0].lower() + pool[0][1:]
+    return pool
 
 
 def _more_zh(f: ImageFacts, pick: _Sampler, round_no: int) -> list[str]:
@@ -305,11 +314,11 @@ def _more_zh(f: ImageFacts, pick: _Sampler, round_no: int) -> list[str]:
         pick.choose(["我只能从像素统计里读出颜色、明暗和布局，读不出细节。", "真正的模型会说出物体的名字；练习服务器只测量像素。"]),
         f"从整体看，画面{ZH_TONE[f.tone]}，平均亮度约为{round(f.brightness)}。",
     ]
-    lead = pick.choose(["", "另外，", "此外，", "仔细看，"])
-    out = pool[round_no % len(pool):] + pool[:round_no % len(pool)]
-    if round_no and out and lead:
-        out[0] = lead + out[0]
-    return out
+    if round_no:
+        leads = ["另外，", "此外，", "仔细看，", "再看一遍，", "总的来说，"]
+        k = (round_no - 1) % len(leads)
+        pool[0] = pick.choose(leads[k:] + leads[:k]) + pool[0]
+    return pool
 
 
 def compose_answer(prompt: Prompt) -> str:
