@@ -293,7 +293,7 @@ def main() -> None:
             print(f"    {'requests per second (8 clients)':<42}{rate:>22.0f}   (none set)")
             print(f"    {'peak memory of the server process':<42}{rss_mb(pid, 'VmHWM'):>19.0f} MB   (no leak)")
     print(f"\n{'2. expensive inputs: peak memory of a fresh server':<50}{'peak (idle)':>18}   goal (before the fixes)")
-    before = {"7999": " (378 MB)", "18 MB text": " (3.3 GB for four)"}
+    before = {"7999": " (378 MB)", "four 18 MB": " (3.3 GB)"}
     big_png = next(v for k, v in cases.items() if "at the pixel limit" in k)
     runs = [(name, raw, 1) for name, raw in cases.items()]
     runs += [("four 18 MB texts at once", cases["18 MB text"], 4), ("eight of the RGBA PNGs at once", big_png, 8)]
