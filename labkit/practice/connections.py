@@ -81,7 +81,13 @@ def connection_ceiling(wanted: int, *, raise_soft_limit: bool = False) -> int:
 
 
 def guarded_protocol(*, header_timeout: float, body_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol class with the guards above (pass it as ``uvicorn.Config(http=…)``)."""
+    """uvicorn's HTTP protocol class with the guards above (pass it as ``uvicorn.Config(http=…)``).
+
+    Example:
+        >>> import asyncio
+        >>> issubclass(guarded_protocol(header_timeout=5, body_timeout=5, max_connections=10), asyncio.Protocol)
+        True
+    """
     refusals = _Throttle()
     evictions = _Throttle()
     base: Any = AutoHTTPProtocol
