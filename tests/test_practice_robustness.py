@@ -27,6 +27,8 @@ from labkit.practice import FaultConfig, serve_in_thread
 from labkit.practice.app import _RateWindows
 
 MODEL = "llava-v1.6-34b"
+# Pillow warns about the damaged EXIF these tests send (in the server's threads); the answers are what count.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")
 
 
 def post(base: str, payload: object, headers: dict[str, str] | None = None, client: httpx.Client | None = None,
