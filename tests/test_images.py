@@ -25,16 +25,46 @@ def test_phone_photo_is_downscaled_to_what_the_model_sees(tmp_path: Path) -> Non
     noisy_photo(4032, 3024).save(path, quality=92)
     url = encode_image(path)
     sent = decode_data_url(url)
-    assert sent.size == (1008, 756) and sent.format == "JPEG"
+    assert sent.size == (673, 505) and sent.format == "JPEG"
     assert len(url) < path.stat().st_size / 5
 
 
-@pytest.mark.parametrize("size,expected", [((4032, 3024), (1008, 756)), ((3024, 4032), (756, 1008)),
-                                           ((4000, 1000), (2688, 672)), ((800, 600), (800, 600)),
-                                           ((2016, 2016), (1008, 1008)), ((10, 10), (10, 10))])
-def test_target_size_never_upscales_and_keeps_grid(size: tuple[int, int], expected: tuple[int, int]) -> None:
-    # protocol.md: scale = min(1, max(672 / short, 1008 / long)) keeps the server's anyres grid choice
+def server_view(width: int, height: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """What LLaVA-NeXT's server does with an image it receives (select_best_resolution, written here
+    from protocol.md on its own, as an oracle): the grid (w, h) and the size it resizes the image to."""
+    best, best_fit, best_size = None, (-1, 0), (0, 0)
+    for grid_h, grid_w in [(336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008)]:
+        scale = min(grid_w / width, grid_h / height)
+        size = (int(width * scale), int(height * scale))
+        effective = min(size[0] * size[1], width * height)
+        fit = (effective, -(grid_w * grid_h - effective))
+        if fit > best_fit:
+            best, best_fit, best_size = (grid_w, grid_h), fit, size
+    assert best is not None
+    return best, best_size
+
+
+@pytest.mark.parametrize("size,expected", [((4032, 3024), (673, 505)), ((3024, 4032), (505, 673)),
+                                           ((20000, 50), (1009, 3)), ((451, 300), (451, 300)),
+                                           ((8000, 200), (1009, 25)), ((3000, 1000), (1009, 336)),
+                                           ((3000, 2000), (673, 449)), ((10, 10), (10, 10))])
+def test_target_size_is_the_size_the_server_uses(size: tuple[int, int], expected: tuple[int, int]) -> None:
+    # protocol.md: the effective size of the grid select_best_resolution picks, long side + 1 px
     assert llava_target_size(*size) == expected
+
+
+def test_the_server_makes_the_same_choice_on_what_is_sent() -> None:
+    rng = np.random.default_rng(7)
+    sizes = rng.integers(50, 9000, size=(3000, 2))
+    differ = 0
+    for width, height in sizes.tolist():
+        sent = llava_target_size(width, height)
+        assert sent[0] <= width and sent[1] <= height, "never upscaled"
+        grid, seen = server_view(width, height)
+        grid_sent, seen_sent = server_view(*sent)
+        same = grid == grid_sent and all(abs(a - b) <= 1 for a, b in zip(seen, seen_sent))
+        differ += not same
+    assert differ <= 3, f"{differ} of 3000 sizes changed the server's grid or size (rounding ties only)"
 
 
 def test_resize_options(tmp_path: Path) -> None:
@@ -129,9 +159,9 @@ def test_photo_is_jpeg_and_line_art_is_png() -> None:
 
 def test_describe_image_reports_what_is_sent() -> None:
     info = describe_image(encode_image(Image.new("RGB", (4032, 3024), "red")))
-    assert (info.format, info.size) == ("PNG", (1008, 756))
+    assert (info.format, info.size) == ("PNG", (673, 505))
     assert info.image_tokens == 2340 and info.bytes > 0
-    assert "1008×756" in str(info)
+    assert "673×505" in str(info)
     with pytest.raises(ImageError, match="base64 data URL"):
         describe_image("https://example.com/x.jpg")
 
