@@ -182,14 +182,16 @@ def _damaged(name: str, exc: BaseException) -> ImageError:
 def _not_an_image(data: bytes, name: str) -> ImageError:
     head = data[:64]
     brand = data[8:12] if data[4:8] == b"ftyp" else b""
-    if brand in _HEIF_BRANDS:
+    if brand in _HEIF_BRANDS and "HEIF" not in Image.ID:
         return ImageError(_("{name} is a HEIC/HEIF photo (the iPhone's default format), which Pillow cannot read "
                             "without a plugin: `pip install pillow-heif` and run `import pillow_heif; "
                             "pillow_heif.register_heif_opener()` first, or export the photo as JPEG.").format(name=name))
-    if brand in _AVIF_BRANDS:
+    if brand in _AVIF_BRANDS and "AVIF" not in Image.ID:
         return ImageError(_("{name} is an AVIF image, which this Pillow cannot read: upgrade Pillow "
                             "(`pip install -U pillow`, 11.3 or later reads AVIF) or convert the image to JPEG or PNG.")
                           .format(name=name))
+    if brand:
+        return _damaged(name, ValueError(_("an unreadable {brand} file").format(brand=brand.decode("latin-1"))))
     printable = bytes(range(32, 127)) + b"\t\r\n"
     if head.strip() and not head.translate(None, printable):
         return ImageError(_("{name} is not an image Pillow can read: it looks like text. Pass a JPEG, PNG, WebP, GIF, "
@@ -212,6 +214,7 @@ def _open_bytes(data: bytes, name: str) -> Image.Image:
                            "(export it from the drawing program, or use cairosvg.svg2png).").format(name=name))
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": _orientation reads the EXIF again and says so
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -235,12 +238,24 @@ def _orientation(img: Image.Image, name: str) -> int:
     """The EXIF orientation (1 when there is none). Damaged EXIF is not worth refusing a photo for:
     the image goes as stored, with a warning that says so."""
     try:
-        value = img.getexif().get(0x0112, 1)
-        return value if value in range(1, 9) else 1
-    except Exception:  # Pillow raises many kinds on broken EXIF
-        warnings.warn(_("{name}: its EXIF data is damaged, so its orientation is unknown; it is sent as stored "
-                        "(rotate it yourself if it appears sideways).").format(name=name), stacklevel=4)
-        return -1
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            raw = img.info.get("exif")
+            if isinstance(raw, bytes) and raw:
+                exif = Image.Exif()
+                exif.load(raw)  # a fresh parse: Image.open may have parsed it (and warned) already
+            else:
+                exif = img.getexif()
+            value = exif.get(0x0112, 1)
+        if not caught:
+            return value if value in range(1, 9) else 1
+    except Exception:  # Pillow raises many kinds on broken EXIF; or the pixel data itself is damaged
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img.load()  # raises (and _load names the file) when the image, not just its EXIF, is damaged
+    warnings.warn(_("{name}: its EXIF data is damaged, so its orientation is unknown; it is sent as stored "
+                    "(rotate it yourself if it appears sideways).").format(name=name), stacklevel=4)
+    return -1
 
 
 def _to_rgb_or_l(img: Image.Image, name: str) -> Image.Image:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, PngImagePlugin, features
 
 from support import IMAGES, decode_data_url
 from labkit import ImageError, describe_image, encode_image, llava_target_size
@@ -186,3 +187,121 @@ def test_errors_name_the_input_and_the_fix(tmp_path: Path) -> None:
         with pytest.raises(ImageError) as info:
             encode_image(src)  # type: ignore[arg-type]
         assert needle in str(info.value), (src if not isinstance(src, bytes) else src[:20], str(info.value))
+
+
+# ---------------------------------------------------------------- damaged and unusual files (issue 10 item 9)
+
+
+def _saved(fmt: str, **options: object) -> bytes:
+    out = io.BytesIO()
+    Image.open(IMAGES / "chelsea.jpg").save(out, format=fmt, **options)
+    return out.getvalue()
+
+
+def _png_with(**options: object) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (10, 10), "red").save(out, format="PNG", **options)
+    return out.getvalue()
+
+
+def _bomb_text() -> bytes:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "a" * (20 * 1024 * 1024), zip=True)  # 20 MB of text in a ~20 KB zTXt chunk
+    return _png_with(pnginfo=info)
+
+
+DAMAGED = [
+    pytest.param(lambda: _saved("WEBP")[: len(_saved("WEBP")) // 2], "damaged", id="truncated-webp"),
+    pytest.param(lambda: _saved("WEBP")[:40] + b"\xff" * 40 + _saved("WEBP")[80:], "damaged", id="corrupt-webp"),
+    pytest.param(lambda: _saved("AVIF")[: len(_saved("AVIF")) // 2], "damaged" if features.check("avif") else "AVIF",
+                 id="truncated-avif"),
+    pytest.param(lambda: b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + bytes(200),
+                 "damaged" if features.check("avif") else "AVIF", id="empty-avif"),
+    pytest.param(_bomb_text, "decompression bomb", id="ztxt-bomb"),
+    pytest.param(lambda: _png_with(icc_profile=bytes(20 * 1024 * 1024)), "decompression bomb", id="iccp-bomb"),
+    pytest.param(lambda: b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200), "pillow-heif",
+                 id="heic-without-plugin"),
+    pytest.param(lambda: _saved("PNG")[:-200], "damaged", id="truncated-png"),
+    pytest.param(lambda: b"\x89PNG\r\n\x1a\n" + bytes(100), "Pillow can read", id="png-signature-only"),
+]
+
+
+@pytest.mark.parametrize("make,needle", DAMAGED)
+def test_a_damaged_file_is_an_image_error_naming_the_file(make: object, needle: str, tmp_path: Path) -> None:
+    path = tmp_path / "holiday photo.bin"
+    path.write_bytes(make())  # type: ignore[operator]
+    with pytest.raises(ImageError) as info:
+        encode_image(path)
+    message = str(info.value)
+    assert repr(str(path)) in message and needle in message, message
+    assert "text" not in message.split(":")[0], "a binary file is never called text"
+
+
+def test_heic_is_not_called_text() -> None:
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200)
+    with pytest.raises(ImageError, match="HEIC") as info:
+        encode_image(heic)
+    assert "looks like text" not in str(info.value)
+
+
+def test_a_jpeg_with_broken_exif_is_sent_as_stored_with_a_named_warning(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "Camera"
+    out = io.BytesIO()
+    Image.open(IMAGES / "chelsea.jpg").save(out, format="JPEG", exif=exif)
+    data = bytearray(out.getvalue())
+    exif_at = data.find(b"Exif\x00\x00")
+    data[exif_at + 10:exif_at + 12] = b"\xff\xff"  # the first IFD's offset points past the end
+    path = tmp_path / "broken-exif.jpg"
+    path.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="EXIF data is damaged") as caught:
+        sent = decode_data_url(encode_image(path))
+    assert sent.size == (451, 300), "sent as stored, not turned"
+    assert all(repr(str(path)) in str(w.message) for w in caught), "every warning names the file"
+
+
+def _mutants(data: bytes, rng: np.random.Generator, count: int) -> list[bytes]:
+    out = []
+    for i in range(count):
+        b = bytearray(data)
+        kind = i % 4
+        if kind == 0:  # a few random bytes changed
+            for pos in rng.integers(0, len(b), size=int(rng.integers(1, 9))).tolist():
+                b[pos] = int(rng.integers(0, 256))
+        elif kind == 1:  # cut short
+            b = b[: int(rng.integers(1, len(b)))]
+        elif kind == 2:  # a run of bytes in the header area overwritten
+            pos = int(rng.integers(0, min(len(b), 600)))
+            b[pos:pos + 16] = bytes(rng.integers(0, 256, size=16).tolist())
+        else:  # a slice repeated (chunk lengths and offsets no longer agree)
+            pos = int(rng.integers(0, len(b) - 1))
+            b[pos:pos] = b[pos:pos + int(rng.integers(1, 400))]
+        out.append(bytes(b))
+    return out
+
+
+def test_mutated_sample_images_never_raise_anything_but_image_error(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2026)
+    samples = {p.name: p.read_bytes() for p in sorted(IMAGES.glob("*.*")) if p.suffix in (".jpg", ".png")}
+    samples["chelsea.webp"] = _saved("WEBP")
+    samples["chelsea.gif"] = _saved("GIF")
+    samples["chelsea.tiff"] = _saved("TIFF", compression="tiff_deflate")
+    outcomes = {"sent": 0, "refused": 0}
+    for name, data in samples.items():
+        for i, mutant in enumerate(_mutants(data, rng, 40)):
+            path = tmp_path / f"{i}-{name}"
+            path.write_bytes(mutant)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    url = encode_image(path)
+                except ImageError as exc:
+                    assert repr(str(path)) in str(exc), str(exc)
+                    outcomes["refused"] += 1
+                else:
+                    assert decode_data_url(url).size[0] >= 1
+                    outcomes["sent"] += 1
+            for w in caught:  # only labkit's own, named warnings reach a student
+                assert repr(str(path)) in str(w.message), (name, i, str(w.message))
+    assert outcomes["sent"] and outcomes["refused"], outcomes
