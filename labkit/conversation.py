@@ -258,7 +258,7 @@ class Conversation:
     def _note(self, text: str) -> None:
         print("labkit: " + text, flush=True)
 
-    def _answer_budget(self, asked: int | None) -> int:
+    def _answer_budget(self, asked: int | None, *, announce: bool = True) -> int:
         """``max_tokens`` for the next answer: what is left of the context, or less if asked."""
         __tracebackhide__ = True
         left = self.context_tokens - self.tokens()
@@ -267,7 +267,7 @@ class Conversation:
                 "The question alone needs about {need} tokens, more than the model's {context}-token context "
                 "holds even with the whole history removed: shorten the question or send a smaller image "
                 "(labkit.encode_image sends what the model sees).").format(need=self.tokens(), context=self.context_tokens))
-        if asked is not None and asked > left:
+        if asked is not None and asked > left and announce:
             self._note(_("max_tokens={asked} does not fit what is left of the {context}-token context; this answer "
                          "may use at most {left} tokens.").format(asked=asked, context=self.context_tokens, left=left))
         return left if asked is None else min(asked, left)
@@ -287,16 +287,19 @@ class Conversation:
         """
         __tracebackhide__ = True
         asked = chat_options.pop("max_tokens", None)
+        before = [(m, m.get("content")) for m in self.messages]
         self.add_user(text, *images, *([image] if image is not None else []))
-        question = self.messages[-1]
         try:
             for note in self.fit(min(asked or self.reserve_tokens, self.reserve_tokens)):
                 self._note(_("removed {what} from the conversation to stay within {context} tokens.")
                            .format(what=note, context=self.context_tokens))
             reply = self._send(asked, chat_options)
         except BaseException:
-            if self.messages and self.messages[-1] is question:
-                self.messages.pop()  # unanswered: asking again must not send the question twice
+            # unanswered: the history goes back to what it was (asking again must not send the question
+            # twice, and turns trimmed for a question that never got an answer are not lost)
+            self.messages[:] = [m for m, _content in before]
+            for message, content in before:
+                message["content"] = content
             raise
         return reply
 
@@ -305,7 +308,7 @@ class Conversation:
         for attempt in (1, 2):
             sent = list(self.messages)
             try:
-                reply = chat(sent, max_tokens=self._answer_budget(asked), **chat_options)
+                reply = chat(sent, max_tokens=self._answer_budget(asked, announce=attempt == 1), **chat_options)
             except BackendError as exc:
                 overflow, context, prompt = is_context_overflow(exc)
                 if not overflow or attempt == 2:
@@ -331,20 +334,22 @@ class Conversation:
             self._learn(sent, prompt, None, None, images_counted=not fastchat)
         said = " ".join((error_message(exc.body)[0] or str(exc)).split())[:300]
         dropped: list[str] = []
-        while True:
+        must_drop = prompt is None  # without the backend's figure, only dropping a turn is sure to help
+        while must_drop or self.tokens() + self.reserve_tokens > self.context_tokens:
             what = self._drop_oldest_turn()
             if what is None:
                 break
             dropped.append(what)
-            if self.tokens() + self.reserve_tokens <= self.context_tokens:
-                break
-        if not dropped:
+            must_drop = False
+        if not dropped and (prompt is None or prompt >= self.context_tokens):
             raise RequestRejected(_(
                 "The backend says the question is too long for its context ({said}), and there is no earlier turn "
                 "left to drop: shorten the question or send a smaller image.").format(said=said),
                 status=getattr(exc, "status", None), body=exc.body) from exc
-        self._note(_("the backend refused the conversation as too long ({said}); removed {what} and asked again.")
-                   .format(said=said, what=_(", ").join(dropped)))
+        if dropped:
+            self._note(_("the backend refused the conversation as too long ({said}); removed {what} and asked again.")
+                       .format(said=said, what=_(", ").join(dropped)))
+        # else: the backend's exact count fits once max_tokens is capped by it; asking again is enough
 
     def __len__(self) -> int:
         return len(self.messages)
