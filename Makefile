@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.labkit-installed
 
-.PHONY: lab test test-vllm bench practice
+.PHONY: lab test test-vllm bench practice catalogs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,7 @@ practice: $(STAMP)
 ## Benchmarks (they print their figures; no pass/fail)
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+## Message catalogs: extract every _() message, merge translations, compile (needs the test extra's Babel)
+catalogs: $(STAMP)
+	$(PY) scripts/catalogs.py update
