@@ -94,7 +94,8 @@ def _text_checked(value: object, what: str) -> str:
 def _positive(value: object, what: str) -> int:
     __tracebackhide__ = True
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(_("{what}={value} is not a positive whole number of tokens.").format(what=what, value=repr(value)))
+        raise ConfigError(_("{what}={value} is not a positive whole number of tokens.")
+                          .format(what=what, value=repr(value)))
     return value
 
 
@@ -192,13 +193,13 @@ class Conversation:
         if not images_counted:  # FastChat counts the text only
             left += sum(image_tokens_of(m) for m in unknown)
         estimates = [self._estimate(m) for m in unknown]
-        text_estimate = sum(e - image_tokens_of(m) for e, m in zip(estimates, unknown))
+        text_estimate = sum(e - image_tokens_of(m) for e, m in zip(estimates, unknown, strict=True))
         text_real = left - sum(image_tokens_of(m) for m in unknown)
         if text_estimate > 0 and text_real > text_estimate:
             self.text_scale = min(4.0, self.text_scale * text_real / text_estimate)
         if images_counted and unknown and left > 0:
             total = sum(estimates) or 1
-            for message, estimate in zip(unknown, estimates):
+            for message, estimate in zip(unknown, estimates, strict=True):
                 self._measured[id(message)] = (message, max(1, round(left * estimate / total)))
         if completion is not None and completion_tokens is not None:
             words = estimate_tokens([completion])  # before scaling
@@ -266,7 +267,8 @@ class Conversation:
             raise RequestRejected(_(
                 "The question alone needs about {need} tokens, more than the model's {context}-token context "
                 "holds even with the whole history removed: shorten the question or send a smaller image "
-                "(labkit.encode_image sends what the model sees).").format(need=self.tokens(), context=self.context_tokens))
+                "(labkit.encode_image sends what the model sees).")
+                .format(need=self.tokens(), context=self.context_tokens))
         if asked is not None and asked > left and announce:
             self._note(_("max_tokens={asked} does not fit what is left of the {context}-token context; this answer "
                          "may use at most {left} tokens.").format(asked=asked, context=self.context_tokens, left=left))

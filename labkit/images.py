@@ -185,7 +185,8 @@ def _not_an_image(data: bytes, name: str) -> ImageError:
     if brand in _HEIF_BRANDS and "HEIF" not in Image.ID:
         return ImageError(_("{name} is a HEIC/HEIF photo (the iPhone's default format), which Pillow cannot read "
                             "without a plugin: `pip install pillow-heif` and run `import pillow_heif; "
-                            "pillow_heif.register_heif_opener()` first, or export the photo as JPEG.").format(name=name))
+                            "pillow_heif.register_heif_opener()` first, or export the photo as JPEG.")
+                          .format(name=name))
     if brand in _AVIF_BRANDS and "AVIF" not in Image.ID:
         return ImageError(_("{name} is an AVIF image, which this Pillow cannot read: upgrade Pillow "
                             "(`pip install -U pillow`, 11.3 or later reads AVIF) or convert the image to JPEG or PNG.")
@@ -196,7 +197,8 @@ def _not_an_image(data: bytes, name: str) -> ImageError:
     if head.strip() and not head.translate(None, printable):
         return ImageError(_("{name} is not an image Pillow can read: it looks like text. Pass a JPEG, PNG, WebP, GIF, "
                             "BMP or TIFF file.").format(name=name))
-    return ImageError(_("{name} is not an image Pillow can read (an unknown or damaged format). Pass a JPEG, PNG, WebP, "
+    return ImageError(_("{name} is not an image Pillow can read (an unknown or damaged format). "
+                        "Pass a JPEG, PNG, WebP, "
                         "GIF, BMP or TIFF file, or open it in an image viewer and save it as one.").format(name=name))
 
 
@@ -368,7 +370,8 @@ def encode_image(
     if isinstance(src, str) and src.startswith(("http://", "https://", "data:")):
         return src
     if format not in ("auto", "jpeg", "png"):
-        raise ImageError(_("format={format} is not supported: use 'auto', 'jpeg' or 'png'.").format(format=repr(format)))
+        raise ImageError(_("format={format} is not supported: use 'auto', 'jpeg' or 'png'.")
+                         .format(format=repr(format)))
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise ImageError(_("quality={quality} is out of range: use a whole number from 1 to 100 (90 is a good "
                            "default).").format(quality=repr(quality)))
@@ -403,7 +406,8 @@ class ImageInfo:
         return self.width, self.height
 
     def __str__(self) -> str:
-        return _("{format} {width}×{height}, {kib:.1f} KiB ({url_kib:.1f} KiB as base64), ~{tokens} image tokens").format(
+        return _("{format} {width}×{height}, {kib:.1f} KiB ({url_kib:.1f} KiB as base64), "
+                 "~{tokens} image tokens").format(
             format=self.format, width=self.width, height=self.height, kib=self.bytes / 1024,
             url_kib=self.url_chars / 1024, tokens=self.image_tokens)
 

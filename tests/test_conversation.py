@@ -22,10 +22,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from support import IMAGES
 
 import labkit
 from labkit.conversation import is_context_overflow
-from support import IMAGES
 
 IMAGE_TOKENS = 2340  # what the server charges for an image (a 4:3 photo in the 672×672 grid)
 

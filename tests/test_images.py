@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, PngImagePlugin, features
-
 from support import IMAGES, decode_data_url
+
 from labkit import ImageError, describe_image, encode_image, llava_target_size
 
 
@@ -63,7 +63,7 @@ def test_the_server_makes_the_same_choice_on_what_is_sent() -> None:
         assert sent[0] <= width and sent[1] <= height, "never upscaled"
         grid, seen = server_view(width, height)
         grid_sent, seen_sent = server_view(*sent)
-        same = grid == grid_sent and all(abs(a - b) <= 1 for a, b in zip(seen, seen_sent))
+        same = grid == grid_sent and all(abs(a - b) <= 1 for a, b in zip(seen, seen_sent, strict=True))
         differ += not same
     assert differ <= 3, f"{differ} of 3000 sizes changed the server's grid or size (rounding ties only)"
 
@@ -110,7 +110,7 @@ def test_every_pillow_mode_keeps_its_colour(mode: str, expected: tuple[int, int,
     sent = decode_data_url(encode_image(img))
     assert sent.mode in ("RGB", "L") and sent.size == (64, 48)
     got = sent.convert("RGB").getpixel((32, 24))
-    assert max(abs(g - e) for g, e in zip(got, expected)) <= 12, (mode, got)
+    assert max(abs(g - e) for g, e in zip(got, expected, strict=True)) <= 12, (mode, got)
 
 
 def test_a_callers_image_is_left_alone() -> None:

@@ -306,7 +306,8 @@ def test_status_line_rewrites_in_place_on_a_terminal() -> None:
     status.update(2.0, "Loading weights")
     status.close("[vllm] x ready")
     out = stream.getvalue()
-    assert out.count("\r") == 3 and "   2 s | Loading weights" in out and "\r[vllm] x ready" in out and out.endswith("\n")
+    assert out.count("\r") == 3 and "   2 s | Loading weights" in out
+    assert "\r[vllm] x ready" in out and out.endswith("\n")
 
 
 def test_point_labkit_configures_the_base_url_and_model() -> None:

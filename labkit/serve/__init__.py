@@ -34,7 +34,17 @@ from .command import (
     default_chat_template,
     shown_command,
 )
-from .gpus import ClassPlan, FitAdvice, GpuInfo, _parse_nvidia_smi, check_gpus, plan_class, plan_cpu, plan_fit, weights_gb
+from .gpus import (
+    ClassPlan,
+    FitAdvice,
+    GpuInfo,
+    _parse_nvidia_smi,
+    check_gpus,
+    plan_class,
+    plan_cpu,
+    plan_fit,
+    weights_gb,
+)
 from .process import VLLMServer, _StatusLine, diagnose_log, free_port, process_group_alive
 
 __all__ = [

@@ -382,7 +382,8 @@ class VLLMServer:
             elapsed = time.monotonic() - start
             if self._proc is not None and self._proc.poll() is not None:
                 code = self._proc.returncode
-                status.close(_("[vllm] exited with code {code} after {seconds:.0f} s").format(code=code, seconds=elapsed))
+                status.close(_("[vllm] exited with code {code} after {seconds:.0f} s")
+                             .format(code=code, seconds=elapsed))
                 raise ServeError(self._failure_message(
                     _("vLLM exited with code {code} before it was ready").format(code=code)))
             if self._healthy():
