@@ -161,9 +161,11 @@ def run_serve(argv: Sequence[str] | None, *, gpus: Iterable[GpuInfo] | None = No
     out(_("Advice: {advice}").format(advice=advice.message))
     if args.students is not None and not args.cpu:
         plan = plan_class(gpu_list, args.students, advice.model)
-        out(_("Class plan: {plan}").format(plan=plan.message))
         if plan.replicas:
+            out(_("Class plan: {plan}").format(plan=plan.message))
             replicas, class_tp = plan.replicas, plan.tensor_parallel_size
+        else:
+            out(_("Class plan: none, as the model does not fit the GPUs found (see the advice above)."))
     server = _server_from_args(args, extra, advice, replicas, class_tp)
     out(_("Command: {command}").format(command=server.shown_command))
     if args.dry_run:

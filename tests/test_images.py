@@ -305,3 +305,14 @@ def test_mutated_sample_images_never_raise_anything_but_image_error(tmp_path: Pa
             for w in caught:  # only labkit's own, named warnings reach a student
                 assert repr(str(path)) in str(w.message), (name, i, str(w.message))
     assert outcomes["sent"] and outcomes["refused"], outcomes
+
+
+def test_the_client_and_the_practice_server_count_image_tokens_alike() -> None:
+    # written independently on purpose (the practice server shares no code with the client): a
+    # disagreement means a bug in one of them
+    from labkit.images import estimate_image_tokens
+    from labkit.practice.vision import image_tokens
+
+    rng = np.random.default_rng(11)
+    for width, height in rng.integers(1, 6000, size=(3000, 2)).tolist() + [[673, 505], [1009, 3], [451, 300]]:
+        assert estimate_image_tokens(width, height) == image_tokens(width, height), (width, height)
