@@ -317,6 +317,12 @@ class Conversation:
                     raise
                 self._recover(exc, sent, context, prompt)
                 continue
+            if not reply.text and reply.finish_reason == "length" and attempt == 1 and not reply.interrupted:
+                # FastChat counts the text only: behind it the engine may find the context already full
+                # and end at once, with nothing generated and finish_reason "length".
+                self._recover(RequestRejected(_("the answer ended before its first token (finish_reason "
+                                                "'length'): the context is full")), sent, None, None)
+                continue
             answer = assistant(reply.text)
             self.messages.append(answer)
             self.replies.append(reply)
