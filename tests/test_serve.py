@@ -116,7 +116,7 @@ def test_bad_numbers_are_refused() -> None:
 
 def test_nvidia_smi_output_is_parsed() -> None:
     text = "NVIDIA H100 80GB HBM3, 81559, 81000\nNVIDIA GeForce RTX 4090, 24564, 1200\n"
-    assert serve._parse_nvidia_smi(text) == [H100, GpuInfo("NVIDIA GeForce RTX 4090", 24564, 1200)]
+    assert serve.gpus._parse_nvidia_smi(text) == [H100, GpuInfo("NVIDIA GeForce RTX 4090", 24564, 1200)]
 
 
 def test_check_gpus_is_empty_without_nvidia_smi(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -301,7 +301,7 @@ def test_status_line_rewrites_in_place_on_a_terminal() -> None:
             return True
 
     stream = Tty()
-    status = serve._StatusLine(stream, "[vllm] starting x")
+    status = serve.process._StatusLine(stream, "[vllm] starting x")
     status.update(1.0, "Loading weights")
     status.update(2.0, "Loading weights")
     status.close("[vllm] x ready")

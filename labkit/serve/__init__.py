@@ -38,7 +38,6 @@ from .gpus import (
     ClassPlan,
     FitAdvice,
     GpuInfo,
-    _parse_nvidia_smi,
     check_gpus,
     plan_class,
     plan_cpu,
@@ -71,9 +70,6 @@ __all__ = [
     "shown_command",
     "weights_gb",
 ]
-
-_private = (_parse_nvidia_smi, _StatusLine)  # re-exported for tests that drive them directly
-
 
 def main_serve(argv: list[str] | None = None, *, gpus: Iterable[GpuInfo] | None = None,
                out: Callable[[str], None] = print) -> int:
