@@ -44,7 +44,7 @@ from .gpus import (
     plan_fit,
     weights_gb,
 )
-from .process import VLLMServer, _StatusLine, diagnose_log, free_port, process_group_alive
+from .process import VLLMServer, diagnose_log, free_port, process_group_alive
 
 __all__ = [
     "CPU_ENV",
