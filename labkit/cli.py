@@ -1,4 +1,5 @@
-"""The ``labkit`` command: ``labkit practice``, ``labkit doctor``, ``labkit chat``, ``labkit serve``."""
+"""The ``labkit`` command: ``labkit practice``, ``labkit doctor``, ``labkit chat``, ``labkit serve``,
+``labkit workspace``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import argparse
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from .i18n import _
 
 if TYPE_CHECKING:
     from .serve import FitAdvice, GpuInfo, VLLMServer
@@ -76,11 +79,28 @@ def _run_chat(args: argparse.Namespace) -> int:
 
     reply = chat(args.question, image=args.image, max_tokens=args.max_tokens, display="terminal")
     print(f"[{reply.finish_reason}] {reply.timings()}", file=sys.stderr)
+    return 130 if reply.interrupted else 0  # an answer cut short is not a success
+
+
+def _workspace_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from .i18n import _
+
+    w = sub.add_parser("workspace", help=_("make or update your own copy of the lessons (edits are kept)"),
+                       description=_("Copy into DEST the lessons and images it lacks. Files already there are "
+                                     "never overwritten and nothing is deleted."))
+    w.add_argument("dest", nargs="?", default="work", help=_("your copy (default: work)"))
+    w.add_argument("--from", dest="src", default="notebooks", metavar="SRC",
+                   help=_("the course's lessons (default: notebooks)"))
+
+
+def _run_workspace(args: argparse.Namespace) -> int:
+    from .workspace import sync
+
+    print(sync(args.src, args.dest).summary(), flush=True)
     return 0
 
 
 def _serve_parser(sub: Any) -> argparse.ArgumentParser:
-    from .i18n import _
     from .serve import DEFAULT_HF_MODEL, DEFAULT_SERVED_NAME
 
     p: argparse.ArgumentParser = sub.add_parser(
@@ -146,7 +166,6 @@ def run_serve(argv: Sequence[str] | None, *, gpus: Iterable[GpuInfo] | None = No
         0
     """
     from .errors import ServeError
-    from .i18n import _
     from .serve import check_gpus, plan_class, plan_cpu, plan_fit
 
     own, extra = _split_extra(sys.argv[2:] if argv is None else argv)
@@ -201,11 +220,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labkit", description="The multimodal-LLM lab kit.")
     sub = parser.add_subparsers(dest="command", required=True)
     _practice_parser(sub)
-    sub.add_parser("doctor", help="check the configuration and the backend, and say what to fix")
-    c = sub.add_parser("chat", help="ask one question from the terminal")
+    sub.add_parser("doctor", help=_("check the configuration and the backend, and say what to fix"))
+    c = sub.add_parser("chat", help=_("ask one question from the terminal"))
     c.add_argument("question")
-    c.add_argument("--image", help="path of an image to send")
-    c.add_argument("--max-tokens", type=int, default=None)
+    c.add_argument("--image", help=_("path of an image to send"))
+    c.add_argument("--max-tokens", type=int, default=None, help=_("the longest answer, in tokens"))
+    _workspace_parser(sub)
     _serve_parser(sub)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:  # its own runner: vLLM flags after `--` pass through untouched
@@ -214,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import LabkitError
 
     try:
-        return {"practice": _run_practice, "doctor": _run_doctor, "chat": _run_chat}[args.command](args)
+        return {"practice": _run_practice, "doctor": _run_doctor, "chat": _run_chat,
+                "workspace": _run_workspace}[args.command](args)
     except (LabkitError, ValueError) as exc:  # ValueError: a bad LABKIT_PRACTICE_* value, named in the message
         print(f"labkit: {exc}", file=sys.stderr)
         return 2

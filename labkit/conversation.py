@@ -29,17 +29,15 @@ import math
 import re
 from typing import Any
 
-from .errors import BackendError, ConfigError, RequestRejected, StreamError
+from .errors import BackendError, RequestRejected, StreamError, UsageError
 from .failures import error_message
 from .i18n import _
 from .images import ImageSource
-from .messages import Message, assistant, estimate_tokens, image_tokens_of, user
+from .messages import CONTEXT_TOKENS, Message, assistant, estimate_tokens, image_tokens_of, user
 from .streaming import Reply, chat
 
 __all__ = ["Conversation", "CONTEXT_TOKENS", "is_context_overflow"]
 
-#: The context of the course's model (vLLM's ``--max-model-len`` for llava-v1.6-34b).
-CONTEXT_TOKENS = 4096
 _REMOVED = "[an earlier image was removed from the history to save context]"
 
 _OVERFLOW = re.compile(
@@ -86,7 +84,7 @@ def is_context_overflow(exc: BaseException) -> tuple[bool, int | None, int | Non
 def _text_checked(value: object, what: str) -> str:
     __tracebackhide__ = True
     if not isinstance(value, str):
-        raise ConfigError(_("{what} must be text (str), got {kind}: pass it as a string.")
+        raise UsageError(_("{what} must be text (str), got {kind}: pass it as a string.")
                           .format(what=what, kind=type(value).__name__))
     return value
 
@@ -94,7 +92,7 @@ def _text_checked(value: object, what: str) -> str:
 def _positive(value: object, what: str) -> int:
     __tracebackhide__ = True
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(_("{what}={value} is not a positive whole number of tokens.")
+        raise UsageError(_("{what}={value} is not a positive whole number of tokens.")
                           .format(what=what, value=repr(value)))
     return value
 
@@ -130,7 +128,7 @@ class Conversation:
         self.context_tokens = _positive(context_tokens, "context_tokens")
         self.reserve_tokens = _positive(reserve_tokens, "reserve_tokens")
         if self.reserve_tokens >= self.context_tokens:
-            raise ConfigError(_("reserve_tokens={reserve} leaves no room in a {context}-token context: use a smaller "
+            raise UsageError(_("reserve_tokens={reserve} leaves no room in a {context}-token context: use a smaller "
                                 "reserve_tokens.").format(reserve=reserve_tokens, context=context_tokens))
         self.replies: list[Reply] = []
         # Measured sizes, by message identity (the message is kept with its size, so an id is never

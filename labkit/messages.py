@@ -14,13 +14,15 @@ import functools
 import math
 from typing import Any
 
-from .errors import ConfigError
+from .errors import UsageError
 from .i18n import _
 from .images import ImageSource, Resize, describe_image, encode_image
 
-__all__ = ["Message", "user", "system", "assistant", "estimate_tokens", "image_tokens_of"]
+__all__ = ["Message", "CONTEXT_TOKENS", "user", "system", "assistant", "estimate_tokens", "image_tokens_of"]
 
 Message = dict[str, Any]
+#: The context of the course's model (vLLM's ``--max-model-len`` for llava-v1.6-34b), in tokens.
+CONTEXT_TOKENS = 4096
 #: Tokens the chat template adds around each message (``<|im_start|>user\n`` … ``<|im_end|>\n``).
 TEMPLATE_TOKENS = 5
 #: An image part given as an http(s) URL: labkit cannot see its size, so it counts the most an image costs.
@@ -30,7 +32,7 @@ UNKNOWN_IMAGE_TOKENS = 2928
 def _text(value: object, what: str) -> str:
     __tracebackhide__ = True
     if not isinstance(value, str):
-        raise ConfigError(_("{what} must be text (str), got {kind}: pass the question as a string.")
+        raise UsageError(_("{what} must be text (str), got {kind}: pass the question as a string.")
                           .format(what=what, kind=type(value).__name__))
     return value
 

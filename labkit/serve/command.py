@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import UsageError
 from ..i18n import _
 
 __all__ = [
@@ -115,7 +115,7 @@ def build_vllm_command(
         '{"image": 1}'
     """
     if max_model_len < 1 or images_per_prompt < 0 or tensor_parallel_size < 1 or data_parallel_size < 1:
-        raise ConfigError(_(
+        raise UsageError(_(
             "max_model_len={max_model_len}, images_per_prompt={images}, tensor_parallel_size={tp}, "
             "data_parallel_size={dp}: use positive numbers (images_per_prompt may be 0).").format(
             max_model_len=max_model_len, images=images_per_prompt, tp=tensor_parallel_size, dp=data_parallel_size))
