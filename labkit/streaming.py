@@ -15,9 +15,6 @@ the configured timeout, keep-alive comments included (:class:`_Watchdog`).
 
 from __future__ import annotations
 
-# `__tracebackhide__ = True` in a function makes IPython leave its frame out of tracebacks, so a
-# student sees their own line and labkit's message, not labkit's internals.
-
 import socket
 import threading
 import time
