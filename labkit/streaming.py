@@ -29,7 +29,7 @@ from .cleanup import RolePrefixStripper
 from .config import Settings, load_settings
 from .display import DisplayMode, LiveView, make_view, notice
 from .errors import RateLimited, StreamError, UnexpectedResponse, UsageError
-from .failures import describe_body, error_message, timeout_errors, transport_errors, translate_error
+from .failures import describe_body, error_message, timeout_errors, translate_error, transport_errors
 from .i18n import _
 from .images import ImageSource
 from .messages import Message, user
