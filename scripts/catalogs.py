@@ -25,7 +25,7 @@ PACKAGE = ROOT / "labkit"
 LOCALE = PACKAGE / "locale"
 DOMAIN = "labkit"
 LANGUAGES = ("zh",)
-KEYWORDS = {"_": None, "ngettext": (1, 2)}
+KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2)}
 
 
 def extract() -> Catalog:
