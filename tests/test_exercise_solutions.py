@@ -516,7 +516,7 @@ def test_unsolved_cells_hold_no_answer(lesson: str) -> None:
         assert ANSWER_START in cell.source
         student_part = cell.source.split(ANSWER_START, 1)[1].split(f"ex.{exercise.check}(", 1)[0]
         for line in exercise.solution.strip().splitlines():
-            if len(line.strip()) > 12:
+            if len(line.strip()) > 12 and not line.lstrip().startswith(("def ", "import ", "from ")):
                 assert line.strip() not in student_part, f"{lesson}: the answer is in the cell: {line}"
 
 

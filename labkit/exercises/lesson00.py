@@ -14,9 +14,9 @@ from typing import Any
 
 from ..config import load_settings
 from ..i18n import _
-from ._common import Checker, Verdict, call_student, not_callable
+from ._common import Checker, Verdict, call_student, not_callable, need
 
-__all__ = ["check_model_name", "check_stopwatch"]
+__all__ = ["need", "check_model_name", "check_stopwatch"]
 
 
 def check_model_name(model_name: object, *, quiet: bool = False) -> Verdict:

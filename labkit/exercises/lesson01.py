@@ -16,11 +16,11 @@ from PIL import Image
 
 from ..cleanup import strip_role_prefix
 from ..i18n import _
-from ._common import Checker, Verdict, call_student, not_callable
+from ._common import Checker, Verdict, call_student, not_callable, need
 from ._images import decode_data_url, similar
 from ._sse_stub import Scripted, serve_script
 
-__all__ = ["check_message", "check_raw_reader"]
+__all__ = ["need", "check_message", "check_raw_reader"]
 
 
 def check_message(message: object, image_path: str = "images/coffee.jpg", *, quiet: bool = False) -> Verdict:

@@ -16,9 +16,9 @@ from PIL import Image
 
 from ..i18n import _
 from ..images import describe_image, encode_image
-from ._common import Checker, Verdict, call_student, not_callable
+from ._common import Checker, Verdict, call_student, not_callable, need
 
-__all__ = ["check_image_tokens", "check_size_sweep", "check_green"]
+__all__ = ["need", "check_image_tokens", "check_size_sweep", "check_green"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..i18n import _
-from ._common import Checker, Verdict, call_student, not_callable
+from ._common import Checker, Verdict, call_student, not_callable, need
 
-__all__ = ["check_cleaner", "check_piece_counter"]
+__all__ = ["need", "check_cleaner", "check_piece_counter"]
 
 # (case name, pieces of a stream, the text the cleaner must produce)
 _CLEANER_CASES: list[tuple[str, list[str], str]] = [

@@ -18,10 +18,10 @@ from PIL import Image
 
 from ..i18n import _
 from ..messages import estimate_tokens, system, user
-from ._common import Checker, Verdict, call_student, not_callable
+from ._common import Checker, Verdict, call_student, not_callable, need
 from ._images import decode_data_url, image_urls
 
-__all__ = ["CONTEXT_TOKENS", "check_compare_two", "check_room"]
+__all__ = ["need", "CONTEXT_TOKENS", "check_compare_two", "check_room"]
 
 CONTEXT_TOKENS = 4096
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..i18n import _
-from ._common import Checker, Verdict, call_student, not_callable
+from ._common import Checker, Verdict, call_student, not_callable, need
 
-__all__ = ["check_scorer", "check_my_keywords"]
+__all__ = ["need", "check_scorer", "check_my_keywords"]
 
 # (case name, answer, keywords, score)
 _SCORER_CASES: list[tuple[str, str, list[str], float]] = [

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..i18n import _
-from ._common import Checker, Verdict, call_student, not_callable
+from ._common import Checker, Verdict, call_student, not_callable, need
 
-__all__ = ["GIB", "check_kv_bytes", "check_max_sequences"]
+__all__ = ["need", "GIB", "check_kv_bytes", "check_max_sequences"]
 
 GIB = 2**30
 
