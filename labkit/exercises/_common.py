@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import LabkitError
 from ..i18n import _
 
-__all__ = ["Checker", "StepNotRun", "Verdict", "need", "call_student"]
+__all__ = ["Checker", "StepNotRun", "Verdict", "call_student", "guarded", "need"]
 
 
 class StepNotRun(LabkitError, NameError):
@@ -158,3 +159,27 @@ def not_callable(checker: Checker, func: object, name: str) -> bool:
     checker.fail(_("{name} is not a function yet (it is {kind}): define it with def {name}(...):")
                  .format(name=name, kind=type(func).__name__))
     return True
+
+
+def guarded(number: int) -> Callable[[Callable[..., Verdict]], Callable[..., Verdict]]:
+    """Decorate a check so that an answer of a shape it cannot read becomes a ❌, never a traceback.
+
+    Example:
+        >>> @guarded(3)
+        ... def check_x(value, *, quiet=False):
+        ...     return Checker(3, quiet=quiet).done() if value + 1 else None
+        >>> bool(check_x("text", quiet=True))
+        False
+    """
+    def wrap(check: Callable[..., Verdict]) -> Callable[..., Verdict]:
+        @functools.wraps(check)
+        def guarded_check(*args: Any, quiet: bool = False, **kwargs: Any) -> Verdict:
+            try:
+                return check(*args, quiet=quiet, **kwargs)
+            except Exception as exc:  # the answer's shape surprised the check: say so
+                c = Checker(number, quiet=quiet)
+                c.fail(_("the check could not read your answer ({error}): compare its type and shape with what "
+                         "the exercise asks for").format(error=describe_error(exc)))
+                return c.done()
+        return guarded_check
+    return wrap

@@ -14,11 +14,12 @@ from typing import Any
 
 from ..config import load_settings
 from ..i18n import _
-from ._common import Checker, Verdict, call_student, not_callable, need
+from ._common import Checker, Verdict, call_student, guarded, need, not_callable
 
 __all__ = ["need", "check_model_name", "check_stopwatch"]
 
 
+@guarded(1)
 def check_model_name(model_name: object, *, quiet: bool = False) -> Verdict:
     """Exercise 1: ``model_name`` is the model the current settings send requests to.
 
@@ -55,6 +56,7 @@ _CASES: list[tuple[str, list[tuple[float, str]], float | None]] = [
 ]
 
 
+@guarded(2)
 def check_stopwatch(time_to_first_text: Callable[[Any], float | None], *, quiet: bool = False) -> Verdict:
     """Exercise 2: ``time_to_first_text(stream)`` returns the seconds until the first non-empty piece.
 

@@ -16,13 +16,14 @@ from PIL import Image
 
 from ..cleanup import strip_role_prefix
 from ..i18n import _
-from ._common import Checker, Verdict, call_student, not_callable, need
+from ._common import Checker, Verdict, call_student, guarded, need, not_callable
 from ._images import decode_data_url, similar
 from ._sse_stub import Scripted, serve_script
 
 __all__ = ["need", "check_message", "check_raw_reader"]
 
 
+@guarded(1)
 def check_message(message: object, image_path: str = "images/coffee.jpg", *, quiet: bool = False) -> Verdict:
     """Exercise 1: a user message with a question and ``image_path`` as a base64 data URL.
 
@@ -104,6 +105,7 @@ _CASES: list[tuple[str, list[str], Callable[[list[bytes]], list[bytes]], dict[st
 ]
 
 
+@guarded(2)
 def check_raw_reader(ask_raw: Callable[[str, str, str, str], str], *, quiet: bool = False) -> Verdict:
     """Exercise 2: ``ask_raw(base_url, api_key, model, question)`` posts a streaming request with httpx
     and returns the answer's text, read from the server-sent events.

@@ -16,7 +16,7 @@ from PIL import Image
 
 from ..i18n import _
 from ..images import describe_image, encode_image
-from ._common import Checker, Verdict, call_student, not_callable, need
+from ._common import Checker, Verdict, call_student, guarded, need, not_callable
 
 __all__ = ["need", "check_image_tokens", "check_size_sweep", "check_green"]
 
@@ -39,6 +39,7 @@ def _hidden_pictures(folder: Path) -> list[Path]:
     return paths
 
 
+@guarded(1)
 def check_image_tokens(image_tokens: Callable[[str], int], folder: str = "images", *, quiet: bool = False) -> Verdict:
     """Exercise 1: ``image_tokens(path)`` is the number of image tokens the model spends on the picture
     at ``path``, as labkit sends it. Checked on the lesson's images and on pictures you have not seen.
@@ -70,6 +71,7 @@ def check_image_tokens(image_tokens: Callable[[str], int], folder: str = "images
     return c.done()
 
 
+@guarded(2)
 def check_size_sweep(rows: object, *, quiet: bool = False) -> Verdict:
     """Exercise 2: a list of measurements, one dict per image size, with the keys ``width``, ``height``,
     ``bytes`` (what was sent), ``tokens`` (image tokens) and ``ttft`` (seconds to the first token).
@@ -89,6 +91,9 @@ def check_size_sweep(rows: object, *, quiet: bool = False) -> Verdict:
         if lacking:
             c.fail(_("row {i} lacks {keys}").format(i=i, keys=", ".join(lacking)))
     if c.problems:
+        return c.done()
+    if not rows:
+        c.fail(_("rows is empty: measure at least 4 image sizes and append one dict per size"))
         return c.done()
     sizes = {(r["width"], r["height"]) for r in rows}
     c.expect(len(sizes) >= 4, _("measure at least 4 different sizes; you have {count}").format(count=len(sizes)))
@@ -116,6 +121,7 @@ def check_size_sweep(rows: object, *, quiet: bool = False) -> Verdict:
     return c.done()
 
 
+@guarded(3)
 def check_green(green_image: Any, green_reply: Any, *, quiet: bool = False) -> Verdict:
     """Exercise 3: a 64×64 pure green picture made with NumPy, and the reply to a question about it.
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..i18n import _
-from ._common import Checker, Verdict, call_student, not_callable, need
+from ._common import Checker, Verdict, call_student, guarded, need, not_callable
 
 __all__ = ["need", "check_cleaner", "check_piece_counter"]
 
@@ -49,6 +49,7 @@ class _Watched:
             yield piece
 
 
+@guarded(1)
 def check_cleaner(my_cleaner: Callable[[Iterable[str]], Iterable[str]], *, quiet: bool = False) -> Verdict:
     """Exercise 1: ``my_cleaner(pieces)`` yields the stream's text without a leading ``"assistant\\n"``,
     whatever the chunking, and starts yielding before the stream ends.
@@ -103,6 +104,7 @@ _COUNTER_CASES: list[tuple[str, list[str], int]] = [
 ]
 
 
+@guarded(2)
 def check_piece_counter(count_pieces: Callable[[Any], int], *, quiet: bool = False) -> Verdict:
     """Exercise 2: ``count_pieces(stream)`` counts the non-empty text pieces of a stream (read once).
 

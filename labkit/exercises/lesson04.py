@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..i18n import _
 from ..messages import estimate_tokens, system, user
-from ._common import Checker, Verdict, call_student, not_callable, need
+from ._common import Checker, Verdict, call_student, guarded, need, not_callable
 from ._images import decode_data_url, image_urls
 
 __all__ = ["need", "CONTEXT_TOKENS", "check_compare_two", "check_room"]
@@ -63,6 +63,7 @@ def _pictures(folder: Path, size_a: tuple[int, int], size_b: tuple[int, int]) ->
     return paths[0], paths[1]
 
 
+@guarded(1)
 def check_compare_two(compare_two: Callable[..., str], *, quiet: bool = False) -> Verdict:
     """Exercise 1: ``compare_two(path_a, path_b, ask)`` compares two pictures using ``ask(messages,
     max_tokens=...)`` for each request; every request holds at most one image and fits the context.
@@ -144,6 +145,7 @@ def _room_cases() -> list[tuple[str, list[Any]]]:
     ]
 
 
+@guarded(2)
 def check_room(room_for_answer: Callable[[list[Any]], int], *, quiet: bool = False) -> Verdict:
     """Exercise 2: ``room_for_answer(messages)`` is how many tokens are left for the answer in a
     4,096-token context (never negative), images included; within 32 tokens of labkit's estimate.

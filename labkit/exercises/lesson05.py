@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..i18n import _
-from ._common import Checker, Verdict, call_student, not_callable, need
+from ._common import Checker, Verdict, call_student, guarded, need, not_callable
 
 __all__ = ["need", "check_scorer", "check_my_keywords"]
 
@@ -32,6 +32,7 @@ _SCORER_CASES: list[tuple[str, str, list[str], float]] = [
 ]
 
 
+@guarded(1)
 def check_scorer(my_score: Callable[[str, Sequence[str]], float], *, quiet: bool = False) -> Verdict:
     """Exercise 1: ``my_score(answer, keywords)`` is the fraction of keywords found, ignoring case,
     matching English keywords as whole words and Chinese ones anywhere; 1.0 when none are expected.
@@ -54,6 +55,7 @@ def check_scorer(my_score: Callable[[str, Sequence[str]], float], *, quiet: bool
     return c.done()
 
 
+@guarded(2)
 def check_my_keywords(my_expected: object, weak: object, records: Mapping[str, Any],
                       my_score: Callable[[str, Sequence[str]], float], folder: str = "images", *,
                       quiet: bool = False) -> Verdict:
@@ -70,6 +72,9 @@ def check_my_keywords(my_expected: object, weak: object, records: Mapping[str, A
     if not isinstance(my_expected, dict):
         c.fail(_("my_expected should be a dict {{file name: [keywords]}}, but it is {kind}")
                .format(kind=type(my_expected).__name__))
+        return c.done()
+    if not my_expected:
+        c.fail(_("my_expected is empty: give each photo in {folder} its own keywords").format(folder=folder))
         return c.done()
     missing = [n for n in names if n not in my_expected]
     c.expect(not missing, _("no keywords yet for: {names}").format(names=", ".join(missing)))

@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..i18n import _
-from ._common import Checker, Verdict, call_student, not_callable, need
+from ._common import Checker, Verdict, call_student, guarded, need, not_callable
 
 __all__ = ["need", "GIB", "check_kv_bytes", "check_max_sequences"]
 
 GIB = 2**30
 
 
+@guarded(1)
 def check_kv_bytes(kv_bytes: object, *, quiet: bool = False) -> Verdict:
     """Exercise 1: the KV cache of one token of llava-v1.6-34b (60 layers, 8 KV heads, head size 128, bf16), in bytes.
 
@@ -56,6 +57,7 @@ _CASES: list[tuple[str, dict[str, float], int]] = [
 ]
 
 
+@guarded(2)
 def check_max_sequences(max_sequences: Callable[..., int], *, quiet: bool = False) -> Verdict:
     """Exercise 2: ``max_sequences(gpu_gib, params_billion, layers, kv_heads, head_dim, context=4096,
     utilization=0.9)``: how many full ``context``-token sequences fit in the KV cache (bf16 weights
