@@ -9,7 +9,17 @@ from typing import Any
 from ..errors import LabkitError
 from ..i18n import _
 
-__all__ = ["Checker", "StepNotRun", "Verdict", "call_student", "guarded", "need"]
+__all__ = ["Checker", "N_", "StepNotRun", "Verdict", "call_student", "guarded", "need"]
+
+
+def N_(message: str) -> str:
+    """Mark a message for translation where it is defined; ``_()`` translates it where it is shown.
+
+    Example:
+        >>> N_("an empty stream")
+        'an empty stream'
+    """
+    return message
 
 
 class StepNotRun(LabkitError, NameError):

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import load_settings
 from ..i18n import _
-from ._common import Checker, Verdict, call_student, guarded, need, not_callable
+from ._common import N_, Checker, Verdict, call_student, guarded, need, not_callable
 
 __all__ = ["need", "check_model_name", "check_stopwatch"]
 
@@ -49,10 +49,10 @@ def _fake_stream(script: list[tuple[float, str]]) -> Iterator[str]:
 
 # (case name, the stream's script, expected seconds or None)
 _CASES: list[tuple[str, list[tuple[float, str]], float | None]] = [
-    ("text after 0.2 s, then more text", [(0.2, "The"), (0.1, " cat"), (0.1, " is"), (0.1, " brown.")], 0.2),
-    ("an empty piece first, the text 0.2 s later", [(0.0, ""), (0.2, "Hi"), (0.2, "!")], 0.2),
-    ("a Chinese answer after 0.1 s", [(0.1, "猫"), (0.1, "是棕色的。")], 0.1),
-    ("a stream with no text at all", [(0.05, ""), (0.05, "")], None),
+    (N_("text after 0.2 s, then more text"), [(0.2, "The"), (0.1, " cat"), (0.1, " is"), (0.1, " brown.")], 0.2),
+    (N_("an empty piece first, the text 0.2 s later"), [(0.0, ""), (0.2, "Hi"), (0.2, "!")], 0.2),
+    (N_("a Chinese answer after 0.1 s"), [(0.1, "猫"), (0.1, "是棕色的。")], 0.1),
+    (N_("a stream with no text at all"), [(0.05, ""), (0.05, "")], None),
 ]
 
 
@@ -71,7 +71,7 @@ def check_stopwatch(time_to_first_text: Callable[[Any], float | None], *, quiet:
     if not_callable(c, time_to_first_text, "time_to_first_text"):
         return c.done()
     for name, script, expected in _CASES:
-        case = _("case {name!r}").format(name=name)
+        case = _("case “{name}”").format(name=_(name))
         ok, got = call_student(c, case, time_to_first_text, _fake_stream(script))
         if not ok:
             continue

@@ -16,7 +16,7 @@ from PIL import Image
 
 from ..cleanup import strip_role_prefix
 from ..i18n import _
-from ._common import Checker, Verdict, call_student, guarded, need, not_callable
+from ._common import N_, Checker, Verdict, call_student, guarded, need, not_callable
 from ._images import decode_data_url, similar
 from ._sse_stub import Scripted, serve_script
 
@@ -97,10 +97,10 @@ def _split_every(pieces: list[bytes], size: int) -> list[bytes]:
 
 
 _CASES: list[tuple[str, list[str], Callable[[list[bytes]], list[bytes]], dict[str, Any]]] = [
-    ("a FastChat-style stream", ["assistant\n", "The picture", " shows a", " brown cat."], lambda p: p, {}),
-    ("a vLLM-style stream that ends with a usage event", ["A cup", " of coffee", " on a table."], lambda p: p,
+    (N_("a FastChat-style stream"), ["assistant\n", "The picture", " shows a", " brown cat."], lambda p: p, {}),
+    (N_("a vLLM-style stream that ends with a usage event"), ["A cup", " of coffee", " on a table."], lambda p: p,
      {"vllm": True, "finish": "length"}),
-    ("a Chinese answer whose bytes arrive in 7-byte pieces", ["这是", "一只", "棕色的猫。"],
+    (N_("a Chinese answer whose bytes arrive in 7-byte pieces"), ["这是", "一只", "棕色的猫。"],
      lambda p: _split_every(p, 7), {}),
 ]
 
@@ -122,7 +122,7 @@ def check_raw_reader(ask_raw: Callable[[str, str, str, str], str], *, quiet: boo
         return c.done()
     question, key, model = "这张图里有什么？", "dummy_key", "llava-v1.6-34b"
     for name, texts, shape, options in _CASES:
-        case = _("case {name!r}").format(name=name)
+        case = _("case “{name}”").format(name=_(name))
         script = Scripted(shape(_stream(texts, **options)))
         with serve_script(script) as base_url:
             ok, got = call_student(c, case, ask_raw, base_url, key, model, question)

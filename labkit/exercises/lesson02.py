@@ -57,7 +57,7 @@ def check_image_tokens(image_tokens: Callable[[str], int], folder: str = "images
         for path in shown + _hidden_pictures(Path(tmp)):
             with Image.open(path) as img:
                 width, height = img.size
-            case = _("case {name!r} ({width}×{height})").format(name=path.name, width=width, height=height)
+            case = _("case “{name}” ({width}×{height})").format(name=path.name, width=width, height=height)
             ok, got = call_student(c, case, image_tokens, str(path))
             if not ok:
                 continue

@@ -13,26 +13,26 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..i18n import _
-from ._common import Checker, Verdict, call_student, guarded, need, not_callable
+from ._common import N_, Checker, Verdict, call_student, guarded, need, not_callable
 
 __all__ = ["need", "check_cleaner", "check_piece_counter"]
 
 # (case name, pieces of a stream, the text the cleaner must produce)
 _CLEANER_CASES: list[tuple[str, list[str], str]] = [
-    ("the prefix in its own piece", ["assistant\n", "The cat", " is brown."], "The cat is brown."),
-    ("a clean answer", ["The cat", " is brown."], "The cat is brown."),
-    ("the prefix split across pieces", ["ass", "istant", "\nHi there"], "Hi there"),
-    ("one character per piece", list("assistant\nOK, done."), "OK, done."),
-    ("a clean answer that contains the word assistant",
+    (N_("the prefix in its own piece"), ["assistant\n", "The cat", " is brown."], "The cat is brown."),
+    (N_("a clean answer"), ["The cat", " is brown."], "The cat is brown."),
+    (N_("the prefix split across pieces"), ["ass", "istant", "\nHi there"], "Hi there"),
+    (N_("one character per piece"), list("assistant\nOK, done."), "OK, done."),
+    (N_("a clean answer that contains the word assistant"),
      ["I am an AI assistant", ".\nThe word assistant\n", "appears twice."],
      "I am an AI assistant.\nThe word assistant\nappears twice."),
-    ("an answer that starts with Assistant but is no prefix", ["Assistant managers", " earn more."],
+    (N_("an answer that starts with Assistant but is no prefix"), ["Assistant managers", " earn more."],
      "Assistant managers earn more."),
-    ("a Chinese answer after the prefix", ["assistant\n猫是", "棕色的。"], "猫是棕色的。"),
-    ("a Chinese answer, one character per piece", list("这是一只猫。"), "这是一只猫。"),
-    ("a short answer that looks like the start of the prefix", ["assi"], "assi"),
-    ("empty pieces among the others", ["", "assistant\n", "", "Hi", ""], "Hi"),
-    ("an empty stream", [], ""),
+    (N_("a Chinese answer after the prefix"), ["assistant\n猫是", "棕色的。"], "猫是棕色的。"),
+    (N_("a Chinese answer, one character per piece"), list("这是一只猫。"), "这是一只猫。"),
+    (N_("a short answer that looks like the start of the prefix"), ["assi"], "assi"),
+    (N_("empty pieces among the others"), ["", "assistant\n", "", "Hi", ""], "Hi"),
+    (N_("an empty stream"), [], ""),
 ]
 
 
@@ -64,7 +64,7 @@ def check_cleaner(my_cleaner: Callable[[Iterable[str]], Iterable[str]], *, quiet
     if not_callable(c, my_cleaner, "my_cleaner"):
         return c.done()
     for name, pieces, expected in _CLEANER_CASES:
-        case = _("case {name!r}").format(name=name)
+        case = _("case “{name}”").format(name=_(name))
         ok, out = call_student(c, case, lambda p: list(my_cleaner(p)), iter(pieces))
         if not ok:
             continue
@@ -78,7 +78,7 @@ def check_cleaner(my_cleaner: Callable[[Iterable[str]], Iterable[str]], *, quiet
                 case=case, pieces=repr(pieces)[:80], got=got[:80]))
     # Streaming: a long clean answer must come out while it is still arriving.
     watched = _Watched(["word "] * 200)
-    case = _("case {name!r}").format(name="a 200-piece answer")
+    case = _("case “{name}”").format(name=_("a 200-piece answer"))
     ok, iterator = call_student(c, case, lambda w: iter(my_cleaner(w)), watched)
     if ok:
         ok, first = call_student(c, case, next, iterator, None)
@@ -97,10 +97,10 @@ def _pieces(items: list[str]) -> Iterator[str]:
 
 
 _COUNTER_CASES: list[tuple[str, list[str], int]] = [
-    ("three pieces", ["The", " cat", "."], 3),
-    ("empty pieces are not text", ["", "Hi", "", "!", ""], 2),
-    ("Chinese pieces", ["猫", "是棕色", "的。"], 3),
-    ("nothing but empty pieces", ["", ""], 0),
+    (N_("three pieces"), ["The", " cat", "."], 3),
+    (N_("empty pieces are not text"), ["", "Hi", "", "!", ""], 2),
+    (N_("Chinese pieces"), ["猫", "是棕色", "的。"], 3),
+    (N_("nothing but empty pieces"), ["", ""], 0),
 ]
 
 
@@ -116,7 +116,7 @@ def check_piece_counter(count_pieces: Callable[[Any], int], *, quiet: bool = Fal
     if not_callable(c, count_pieces, "count_pieces"):
         return c.done()
     for name, items, expected in _COUNTER_CASES:
-        case = _("case {name!r}").format(name=name)
+        case = _("case “{name}”").format(name=_(name))
         ok, got = call_student(c, case, count_pieces, _pieces(items))
         if ok and got != expected:
             c.fail(_("{case}: for the pieces {pieces} you counted {got!r}").format(case=case, pieces=items, got=got))

@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..i18n import _
 from ..messages import estimate_tokens, system, user
-from ._common import Checker, Verdict, call_student, guarded, need, not_callable
+from ._common import N_, Checker, Verdict, call_student, guarded, need, not_callable
 from ._images import decode_data_url, image_urls
 
 __all__ = ["need", "CONTEXT_TOKENS", "check_compare_two", "check_room"]
@@ -79,10 +79,10 @@ def check_compare_two(compare_two: Callable[..., str], *, quiet: bool = False) -
     if not_callable(c, compare_two, "compare_two"):
         return c.done()
     with tempfile.TemporaryDirectory(prefix="labkit-check-") as tmp:
-        for name, sizes in (("two small pictures", ((400, 300), (300, 400))),
-                            ("two 12-megapixel photos", ((4032, 3024), (4032, 3024)))):
-            case = _("case {name!r}").format(name=name)
+        for name, sizes in ((N_("two small pictures"), ((400, 300), (300, 400))),
+                            (N_("two 12-megapixel photos"), ((4032, 3024), (4032, 3024)))):
             folder = Path(tmp) / name.replace(" ", "-")
+            case = _("case “{name}”").format(name=_(name))
             folder.mkdir()
             path_a, path_b = _pictures(folder, *sizes)
             ask = _StandIn()
@@ -136,12 +136,12 @@ def _room_cases() -> list[tuple[str, list[Any]]]:
     photo = Image.fromarray(rng.integers(0, 255, (1008, 1344, 3), dtype=np.uint8))
     square = Image.new("RGB", (336, 336), (20, 120, 200))
     return [
-        ("a short text question", [user("Hi")]),
-        ("a 4:3 photo and a question", [system("Answer briefly."), user("What is in this photo?", photo)]),
-        ("a Chinese question about a small square image", [user("这张图片里有什么？请详细描述。", square)]),
-        ("a long history with a photo", [user("Describe this.", photo), {"role": "assistant", "content": "word " * 600},
+        (N_("a short text question"), [user("Hi")]),
+        (N_("a 4:3 photo and a question"), [system("Answer briefly."), user("What is in this photo?", photo)]),
+        (N_("a Chinese question about a small square image"), [user("这张图片里有什么？请详细描述。", square)]),
+        (N_("a long history with a photo"), [user("Describe this.", photo), {"role": "assistant", "content": "word " * 600},
                                          user("And in more detail?")]),
-        ("a history longer than the context", [user("Summarise: " + "long text " * 2500)]),
+        (N_("a history longer than the context"), [user("Summarise: " + "long text " * 2500)]),
     ]
 
 
@@ -158,7 +158,7 @@ def check_room(room_for_answer: Callable[[list[Any]], int], *, quiet: bool = Fal
     if not_callable(c, room_for_answer, "room_for_answer"):
         return c.done()
     for name, messages in _room_cases():
-        case = _("case {name!r}").format(name=name)
+        case = _("case “{name}”").format(name=_(name))
         truth = max(0, CONTEXT_TOKENS - estimate_tokens(messages))
         ok, got = call_student(c, case, room_for_answer, [dict(m) for m in messages])
         if not ok:

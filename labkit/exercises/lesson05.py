@@ -14,21 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from ..i18n import _
-from ._common import Checker, Verdict, call_student, guarded, need, not_callable
+from ._common import N_, Checker, Verdict, call_student, guarded, need, not_callable
 
 __all__ = ["need", "check_scorer", "check_my_keywords"]
 
 # (case name, answer, keywords, score)
 _SCORER_CASES: list[tuple[str, str, list[str], float]] = [
-    ("two keywords, both there", "A cat sits on a mat.", ["cat", "mat"], 1.0),
-    ("capital letters", "A CAT.", ["cat"], 1.0),
-    ("a keyword inside a longer word", "This category is empty.", ["cat"], 0.0),
-    ("another word that contains the keyword", "Seeds scattered on the ground.", ["cat"], 0.0),
-    ("one of two", "A grey, dark photo.", ["dark", "gray"], 0.5),
-    ("a keyword of two words", "I like ice cream.", ["ice cream", "cake"], 0.5),
-    ("a Chinese answer", "图中是一只棕色的猫。", ["猫", "棕色"], 1.0),
-    ("a Chinese answer, one keyword missing", "一只猫在睡觉", ["猫", "狗"], 0.5),
-    ("no keywords expected", "Anything.", [], 1.0),
+    (N_("two keywords, both there"), "A cat sits on a mat.", ["cat", "mat"], 1.0),
+    (N_("capital letters"), "A CAT.", ["cat"], 1.0),
+    (N_("a keyword inside a longer word"), "This category is empty.", ["cat"], 0.0),
+    (N_("another word that contains the keyword"), "Seeds scattered on the ground.", ["cat"], 0.0),
+    (N_("one of two"), "A grey, dark photo.", ["dark", "gray"], 0.5),
+    (N_("a keyword of two words"), "I like ice cream.", ["ice cream", "cake"], 0.5),
+    (N_("a Chinese answer"), "图中是一只棕色的猫。", ["猫", "棕色"], 1.0),
+    (N_("a Chinese answer, one keyword missing"), "一只猫在睡觉", ["猫", "狗"], 0.5),
+    (N_("no keywords expected"), "Anything.", [], 1.0),
 ]
 
 
@@ -45,7 +45,7 @@ def check_scorer(my_score: Callable[[str, Sequence[str]], float], *, quiet: bool
     if not_callable(c, my_score, "my_score"):
         return c.done()
     for name, answer, keywords, expected in _SCORER_CASES:
-        case = _("case {name!r}").format(name=name)
+        case = _("case “{name}”").format(name=_(name))
         ok, got = call_student(c, case, my_score, answer, list(keywords))
         if not ok:
             continue

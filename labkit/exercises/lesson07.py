@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..i18n import _
-from ._common import Checker, Verdict, call_student, guarded, need, not_callable
+from ._common import N_, Checker, Verdict, call_student, guarded, need, not_callable
 
 __all__ = ["need", "GIB", "check_kv_bytes", "check_max_sequences"]
 
@@ -44,15 +44,15 @@ def check_kv_bytes(kv_bytes: object, *, quiet: bool = False) -> Verdict:
 
 # (case name, arguments, expected)
 _CASES: list[tuple[str, dict[str, float], int]] = [
-    ("llava-v1.6-34b on one 80 GiB card",
+    (N_("llava-v1.6-34b on one 80 GiB card"),
      dict(gpu_gib=80, params_billion=34.8, layers=60, kv_heads=8, head_dim=128), 7),
-    ("llava-v1.6-mistral-7b on a 24 GiB card",
+    (N_("llava-v1.6-mistral-7b on a 24 GiB card"),
      dict(gpu_gib=24, params_billion=7.6, layers=32, kv_heads=8, head_dim=128), 14),
-    ("34B on two 80 GiB cards (160 GiB in all)",
+    (N_("34B on two 80 GiB cards (160 GiB in all)"),
      dict(gpu_gib=160, params_billion=34.8, layers=60, kv_heads=8, head_dim=128), 84),
-    ("34B on a 48 GiB card: the weights do not fit",
+    (N_("34B on a 48 GiB card: the weights do not fit"),
      dict(gpu_gib=48, params_billion=34.8, layers=60, kv_heads=8, head_dim=128), 0),
-    ("7B on an 80 GiB card, 2,048-token context",
+    (N_("7B on an 80 GiB card, 2,048-token context"),
      dict(gpu_gib=80, params_billion=7.6, layers=32, kv_heads=8, head_dim=128, context=2048), 231),
 ]
 
@@ -71,7 +71,7 @@ def check_max_sequences(max_sequences: Callable[..., int], *, quiet: bool = Fals
     if not_callable(c, max_sequences, "max_sequences"):
         return c.done()
     for name, kwargs, expected in _CASES:
-        case = _("case {name!r}").format(name=name)
+        case = _("case “{name}”").format(name=_(name))
         ok, got = call_student(c, case, max_sequences, **kwargs)
         if not ok:
             continue

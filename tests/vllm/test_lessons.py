@@ -1,0 +1,69 @@
+"""Every lesson against the real engine (vLLM serving the tiny random LLaVA-NeXT): each notebook as
+committed runs top to bottom under nbval, and each solved notebook prints only ✅.
+
+The tiny model answers gibberish, so these runs prove that no lesson and no self-check depends on the
+configured backend being the practice server. The engine is the session's one ``vllm_server``; this
+file sorts before test_real_engine.py, whose last test stops it. Each lesson's wall time is reported
+in the run's summary.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from labkit.serve import VLLMServer
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = REPO / "notebooks"
+LESSONS = sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
+Timer = Callable[[str, float], None]
+
+
+def _solutions() -> ModuleType:
+    """tests/test_exercise_solutions.py: the solutions, and how a solved lesson is run and read."""
+    spec = importlib.util.spec_from_file_location("exercise_solutions", REPO / "tests" / "test_exercise_solutions.py")
+    assert spec and spec.loader
+    if "exercise_solutions" in sys.modules:
+        return sys.modules["exercise_solutions"]
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["exercise_solutions"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _engine_env(server: VLLMServer) -> dict[str, str]:
+    """The environment a student pointed at this engine would have (practice servers a lesson starts
+    itself keep the fast pacing)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABKIT_", "OPENAI_"))}
+    return {**env, "LABKIT_BASE_URL": server.base_url, "LABKIT_PRACTICE_FAST": "1", "LABKIT_QUIET": "1"}
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_lesson_runs_under_nbval_on_the_real_engine(lesson: str, vllm_server: VLLMServer, record_timing: Timer) -> None:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-cell-timeout=120", "-p", "no:cacheprovider",
+         "-o", "addopts=", "-q", str(NOTEBOOKS / f"{lesson}.ipynb")],
+        cwd=REPO, env=_engine_env(vllm_server), capture_output=True, text=True, timeout=300, check=False)
+    record_timing(f"nbval {lesson} on vLLM", time.monotonic() - started)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+
+
+@pytest.mark.parametrize("lesson", sorted({e.lesson for e in _solutions().EXERCISES}))
+def test_solved_lesson_prints_only_passes_on_the_real_engine(lesson: str, vllm_server: VLLMServer,
+                                                            record_timing: Timer) -> None:
+    solutions = _solutions()
+    nb = solutions.solved(lesson)
+    started = time.monotonic()
+    solutions.execute(nb, _engine_env(vllm_server))
+    record_timing(f"solved {lesson} on vLLM", time.monotonic() - started)
+    solutions.assert_all_passed(lesson, nb)
