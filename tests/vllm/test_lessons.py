@@ -1,5 +1,5 @@
 """Every lesson against the real engine (vLLM serving the tiny random LLaVA-NeXT): each notebook as
-committed runs top to bottom under nbval, and each solved notebook prints only ✅.
+committed runs top to bottom under nbval, and every exercise's solutions pass their self-checks.
 
 The tiny model answers gibberish, so these runs prove that no lesson and no self-check depends on the
 configured backend being the practice server. The engine is the session's one ``vllm_server``; this
@@ -58,12 +58,13 @@ def test_lesson_runs_under_nbval_on_the_real_engine(lesson: str, vllm_server: VL
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
 
 
-@pytest.mark.parametrize("lesson", sorted({e.lesson for e in _solutions().EXERCISES}))
-def test_solved_lesson_prints_only_passes_on_the_real_engine(lesson: str, vllm_server: VLLMServer,
-                                                            record_timing: Timer) -> None:
+@pytest.mark.parametrize("exercise", _solutions().EXERCISES, ids=lambda e: f"{e.lesson[:2]}-{e.check}")
+def test_solutions_pass_their_self_checks_on_the_real_engine(exercise: object, labkit_on_vllm: VLLMServer,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The solutions of tests/test_exercise_solutions.py, run as a student would in the lesson's folder,
+    with labkit pointed at the engine: every self-check passes."""
+    monkeypatch.chdir(NOTEBOOKS)
     solutions = _solutions()
-    nb = solutions.solved(lesson)
-    started = time.monotonic()
-    solutions.execute(nb, _engine_env(vllm_server))
-    record_timing(f"solved {lesson} on vLLM", time.monotonic() - started)
-    solutions.assert_all_passed(lesson, nb)
+    for code in [exercise.solution, *exercise.also_right]:  # type: ignore[attr-defined]
+        verdict = solutions.run_direct(exercise, code)
+        assert verdict.ok, (code, verdict.problems)
