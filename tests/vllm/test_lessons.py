@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from xml.etree import ElementTree
 
 import pytest
 
@@ -47,15 +49,25 @@ def _engine_env(server: VLLMServer) -> dict[str, str]:
     return {**env, "LABKIT_BASE_URL": server.base_url, "LABKIT_PRACTICE_FAST": "1", "LABKIT_QUIET": "1"}
 
 
-@pytest.mark.parametrize("lesson", LESSONS)
-def test_lesson_runs_under_nbval_on_the_real_engine(lesson: str, vllm_server: VLLMServer, record_timing: Timer) -> None:
+def test_every_lesson_runs_under_nbval_on_the_real_engine(vllm_server: VLLMServer, record_timing: Timer,
+                                                         tmp_path: Path) -> None:
+    """One nbval run over all lessons (one pytest start-up); each lesson's time comes from its JUnit report."""
+    report = tmp_path / "nbval.xml"
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-cell-timeout=120", "-p", "no:cacheprovider",
-         "-o", "addopts=", "-q", str(NOTEBOOKS / f"{lesson}.ipynb")],
-        cwd=REPO, env=_engine_env(vllm_server), capture_output=True, text=True, timeout=300, check=False)
-    record_timing(f"nbval {lesson} on vLLM", time.monotonic() - started)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+         "-o", "addopts=", "-q", f"--junitxml={report}", *(str(NOTEBOOKS / f"{lesson}.ipynb") for lesson in LESSONS)],
+        cwd=REPO, env=_engine_env(vllm_server), capture_output=True, text=True, timeout=900, check=False)
+    record_timing("nbval, all lessons on vLLM", time.monotonic() - started)
+    if report.is_file():
+        per_lesson: dict[str, float] = {}
+        for case in ElementTree.parse(report).iter("testcase"):
+            found = re.search(r"\d\d-[a-z0-9-]+", case.get("classname", "") + " " + case.get("name", ""))
+            lesson = found.group() if found else "?"
+            per_lesson[lesson] = per_lesson.get(lesson, 0.0) + float(case.get("time", 0))
+        for lesson, seconds in sorted(per_lesson.items()):
+            record_timing(f"nbval {lesson} on vLLM (cells)", seconds)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
 
 
 @pytest.mark.parametrize("exercise", _solutions().EXERCISES, ids=lambda e: f"{e.lesson[:2]}-{e.check}")
