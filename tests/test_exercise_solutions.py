@@ -520,10 +520,11 @@ def test_unsolved_cells_hold_no_answer(lesson: str) -> None:
                 assert line.strip() not in student_part, f"{lesson}: the answer is in the cell: {line}"
 
 
-def test_an_exercise_cell_after_a_restart_names_the_step_to_run_first() -> None:
-    nb = nbformat.read(NOTEBOOKS / "05-batch-evaluation.ipynb", as_version=4)
-    cell = exercise_cells(nb, "check_my_keywords")[0]
-    nb.cells = [cell]
+@pytest.mark.parametrize(("lesson", "check", "step"), [("00-setup", "check_model_name", "第 2 步"),
+                                                      ("05-batch-evaluation", "check_my_keywords", "第 4 步")])
+def test_an_exercise_cell_after_a_restart_names_the_step_to_run_first(lesson: str, check: str, step: str) -> None:
+    nb = nbformat.read(NOTEBOOKS / f"{lesson}.ipynb", as_version=4)
+    nb.cells = exercise_cells(nb, check)          # a fresh kernel: nothing above this cell has run
     with pytest.raises(CellExecutionError) as info:
         execute(nb, {"LABKIT_PRACTICE_FAST": "1"}, timeout=60)
-    assert "StepNotRun" in str(info.value) and re.search(r"第 \d 步", str(info.value)), str(info.value)[-800:]
+    assert "StepNotRun" in str(info.value) and step in str(info.value), str(info.value)[-800:]
