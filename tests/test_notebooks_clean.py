@@ -43,4 +43,5 @@ def test_lesson_structure(path: Path) -> None:
     assert any("小结" in m for m in markdown), f"{path.name}: needs a summary"
     exercises = [m for m in markdown if re.search(r"\*\*练习 \d\*\*", m)]
     assert 2 <= len(exercises) <= 4, f"{path.name}: 2–4 exercises"
-    assert sum("check(" in c for c in code) >= len(exercises), f"{path.name}: each exercise has a self-check"
+    assert sum(bool(re.search(r"\bcheck\w*\(", c)) for c in code) >= len(exercises), \
+        f"{path.name}: each exercise has a self-check"

@@ -7,6 +7,7 @@ and builds the model into ``build/tiny-llava-next/``. Without them every test he
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,6 +32,15 @@ def _missing() -> str | None:
         return (f"no tiny model at {TINY_MODEL}: run `.venv-vllm/bin/python scripts/build_tiny_llava.py "
                 f"--out {TINY_MODEL}` (make test-vllm does it)")
     return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A SIGTERM (scripts/test-vllm.sh's time limit) ends the run like Ctrl-C, so the session's engine
+    is stopped by its fixture instead of being left running in its own process group."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}: stopping the run")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,0 +1,93 @@
+"""A tiny stand-in backend for lesson 01's self-check: it streams prepared SSE bytes, exactly as
+written (split where the case says, even inside a UTF-8 character), and records each request.
+
+It is no practice server: it answers one scripted stream per case, so the check knows what the
+student's reader must return whatever backend the course is configured with.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["Scripted", "serve_script"]
+
+
+@dataclass
+class Scripted:
+    """One case: the byte pieces to send (each written and flushed on its own), and what came in."""
+
+    pieces: list[bytes]
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = {"_unreadable": raw[:200].decode("utf-8", "replace")}
+            script.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+            if not self.path.endswith("/chat/completions"):
+                self._json(404, {"object": "error", "message": f"no route {self.path}", "code": 40400})
+                return
+            if not isinstance(body, dict) or body.get("stream") is not True:
+                self._json(400, {"object": "error", "code": 40301,
+                                 "message": "Only streaming requests are supported: send \"stream\": true"})
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in script.pieces:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+                time.sleep(0.002)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            self.close_connection = True
+
+        def _json(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            self.close_connection = True
+
+    return Handler
+
+
+@contextmanager
+def serve_script(script: Scripted) -> Iterator[str]:
+    """Serve ``script`` on a free loopback port for a ``with`` block; yields the base URL (``…/v1``).
+
+    Example:
+        >>> with serve_script(Scripted([b"data: [DONE]\\n\\n"])) as url:
+        ...     url.startswith("http://127.0.0.1:") and url.endswith("/v1")
+        True
+    """
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()

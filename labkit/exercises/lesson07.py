@@ -1,0 +1,87 @@
+"""Self-checks of lesson 07 (serving with vLLM): KV-cache bytes per token, and how many full-length
+sequences fit on a card (memory in GiB, as cards are sold: an "80 GB" H100 has 80 GiB).
+
+Example:
+    >>> bool(check_kv_bytes(None, quiet=True))
+    False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..i18n import _
+from ._common import N_, Checker, Verdict, call_student, guarded, need, not_callable
+
+__all__ = ["need", "GIB", "check_kv_bytes", "check_max_sequences"]
+
+GIB = 2**30
+
+
+@guarded(1)
+def check_kv_bytes(kv_bytes: object, *, quiet: bool = False) -> Verdict:
+    """Exercise 1: the KV cache of one token of llava-v1.6-34b (60 layers, 8 KV heads, head size 128, bf16), in bytes.
+
+    Example:
+        >>> bool(check_kv_bytes(2 * 60 * 8 * 128 * 2, quiet=True))
+        True
+    """
+    c = Checker(1, quiet=quiet)
+    truth = 2 * 60 * 8 * 128 * 2
+    if not isinstance(kv_bytes, (int, float)) or isinstance(kv_bytes, bool):
+        c.fail(_("kv_bytes should be a number of bytes, but it is {got!r}").format(got=kv_bytes))
+    elif kv_bytes == truth / 2:
+        c.fail(_("kv_bytes is half of what it should be: every layer keeps two tensors per token"))
+    elif kv_bytes == truth * 8:
+        c.fail(_("kv_bytes looks like bits, not bytes"))
+    elif kv_bytes in (truth / 1024, truth / 1000, truth / 2**20):
+        c.fail(_("kv_bytes should be in bytes, not KiB, KB or MiB"))
+    elif kv_bytes != truth:
+        c.fail(_("kv_bytes = {got} is not right: count what each layer keeps for one token, and how many bytes "
+                 "one bf16 number takes").format(got=kv_bytes))
+    return c.done()
+
+
+# (case name, arguments, expected)
+_CASES: list[tuple[str, dict[str, float], int]] = [
+    (N_("llava-v1.6-34b on one 80 GiB card"),
+     dict(gpu_gib=80, params_billion=34.8, layers=60, kv_heads=8, head_dim=128), 7),
+    (N_("llava-v1.6-mistral-7b on a 24 GiB card"),
+     dict(gpu_gib=24, params_billion=7.6, layers=32, kv_heads=8, head_dim=128), 14),
+    (N_("34B on two 80 GiB cards (160 GiB in all)"),
+     dict(gpu_gib=160, params_billion=34.8, layers=60, kv_heads=8, head_dim=128), 84),
+    (N_("34B on a 48 GiB card: the weights do not fit"),
+     dict(gpu_gib=48, params_billion=34.8, layers=60, kv_heads=8, head_dim=128), 0),
+    (N_("7B on an 80 GiB card, 2,048-token context"),
+     dict(gpu_gib=80, params_billion=7.6, layers=32, kv_heads=8, head_dim=128, context=2048), 231),
+]
+
+
+@guarded(2)
+def check_max_sequences(max_sequences: Callable[..., int], *, quiet: bool = False) -> Verdict:
+    """Exercise 2: ``max_sequences(gpu_gib, params_billion, layers, kv_heads, head_dim, context=4096,
+    utilization=0.9)``: how many full ``context``-token sequences fit in the KV cache (bf16 weights
+    and cache), as a whole number, never negative.
+
+    Example:
+        >>> bool(check_max_sequences(lambda **kw: 7, quiet=True))
+        False
+    """
+    c = Checker(2, quiet=quiet)
+    if not_callable(c, max_sequences, "max_sequences"):
+        return c.done()
+    for name, kwargs, expected in _CASES:
+        case = _("case “{name}”").format(name=_(name))
+        ok, got = call_student(c, case, max_sequences, **kwargs)
+        if not ok:
+            continue
+        if not isinstance(got, int) or isinstance(got, bool):
+            c.fail(_("{case}: return a whole number of sequences (int), got {got!r}").format(case=case, got=got))
+        elif got < 0:
+            c.fail(_("{case}: {got} sequences is negative: when the weights leave no room, none fit")
+                   .format(case=case, got=got))
+        elif got != expected:
+            c.fail(_("{case}: {got} is {direction}. Are the weights and the cache in the same unit as the card "
+                     "(GiB = 2**30 bytes)?").format(case=case, got=got,
+                                                  direction=_("too many") if got > expected else _("too few")))
+    return c.done()
