@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Tests against FastChat 0.2.36's real front end: its controller and openai_api_server (installed by
+# scripts/setup-fastchat.sh into .venv-fastchat/) plus our model worker (scripts/fastchat_worker.py),
+# each on a free loopback port in its own process group, logs in a temporary folder. Then tests/fastchat
+# runs with labkit's .venv python. The three servers are always stopped and the folder removed (trap),
+# also when the run fails or is interrupted. Everything runs under one 600-second limit.
+# Usage: bash scripts/test-fastchat.sh [pytest args]     (KEEP_LOGS=1 keeps the log folder)
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+
+# Exported: the steps below run in a child shell under `timeout`.
+export DEV_PY="${DEV_PYTHON:-$REPO_ROOT/.venv/bin/python}"
+export FC_VENV="${FASTCHAT_VENV:-$REPO_ROOT/.venv-fastchat}"
+export MODEL_NAME="llava-v1.6-34b"
+LIMIT="${LABKIT_FASTCHAT_TEST_LIMIT:-600}"
+
+if [[ ! -x "$DEV_PY" ]]; then
+    echo "[test-fastchat] ERROR: no dev venv at $DEV_PY: run 'make test' (or 'make lab') once to create it" >&2
+    exit 1
+fi
+
+run_all() {
+    set -euo pipefail
+    : "${DEV_PY:?}" "${FC_VENV:?}" "${MODEL_NAME:?}"
+    local t_all=$SECONDS t0=$SECONDS
+    FASTCHAT_VENV="$FC_VENV" bash scripts/setup-fastchat.sh
+    echo "[test-fastchat] FastChat venv ready after $((SECONDS - t0)) s"
+    local fc_py="$FC_VENV/bin/python"
+
+    WORK="$(mktemp -d "${TMPDIR:-/tmp}/labkit-fastchat.XXXXXX")"
+    PIDS=()
+    trap cleanup EXIT
+    trap 'exit 143' TERM
+    trap 'exit 130' INT
+
+    read -r CPORT WPORT APORT < <("$fc_py" - <<'EOF'
+import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+EOF
+)
+    local controller="http://127.0.0.1:$CPORT" api="http://127.0.0.1:$APORT"
+    t0=$SECONDS
+    # LOGDIR: where FastChat's loggers write their files. setsid: each server leads its own process group.
+    LOGDIR="$WORK" setsid "$fc_py" -m fastchat.serve.controller --host 127.0.0.1 --port "$CPORT" \
+        >"$WORK/controller.out" 2>&1 &
+    PIDS+=($!)
+    wait_for "controller" "$controller/test_connection" "" 60
+    LOGDIR="$WORK" FASTCHAT_WORKER_HEART_BEAT_INTERVAL=3 setsid "$fc_py" scripts/fastchat_worker.py \
+        --host 127.0.0.1 --port "$WPORT" --controller-address "$controller" --model-names "$MODEL_NAME" \
+        >"$WORK/worker.out" 2>&1 &
+    PIDS+=($!)
+    wait_for "worker registered" "$controller/list_models" "$MODEL_NAME" 60 POST
+    LOGDIR="$WORK" setsid "$fc_py" -m fastchat.serve.openai_api_server --host 127.0.0.1 --port "$APORT" \
+        --controller-address "$controller" >"$WORK/api_server.out" 2>&1 &
+    PIDS+=($!)
+    wait_for "API server" "$api/v1/models" "$MODEL_NAME" 60
+    echo "[test-fastchat] controller, worker and API server ready after $((SECONDS - t0)) s (logs in $WORK)"
+
+    t0=$SECONDS
+    local rc=0
+    FASTCHAT_TEST_BASE_URL="$api/v1" FASTCHAT_TEST_CONTROLLER="$controller" FASTCHAT_TEST_LOGS="$WORK" \
+        "$DEV_PY" -m pytest tests/fastchat -p no:cacheprovider -o addopts="" -o timeout=0 -rsx "$@" || rc=$?
+    echo "[test-fastchat] tests took $((SECONDS - t0)) s; whole run $((SECONDS - t_all)) s"
+    if [[ $rc -ne 0 ]]; then
+        show_logs
+    fi
+    return $rc
+}
+
+# wait_for NAME URL EXPECTED SECONDS [METHOD]: poll until URL answers 200 (and contains EXPECTED).
+wait_for() {
+    local name="$1" url="$2" expected="$3" limit="$4" method="${5:-GET}"
+    if ! "$FC_VENV/bin/python" - "$url" "$expected" "$limit" "$method" <<'EOF'
+import sys, time, urllib.request
+url, expected, limit, method = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+deadline = time.monotonic() + limit
+while time.monotonic() < deadline:
+    try:
+        req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            if resp.status == 200 and expected.encode() in resp.read():
+                sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.3)
+sys.exit(1)
+EOF
+    then
+        echo "[test-fastchat] ERROR: $name not ready at $url after $limit s" >&2
+        show_logs
+        return 1
+    fi
+}
+
+show_logs() {
+    local f
+    for f in "$WORK"/*.out; do
+        [[ -f "$f" ]] || continue
+        echo "----- last lines of $f" >&2
+        tail -n 30 "$f" >&2
+    done
+}
+
+# Stop the servers this run started (their process groups), then remove the folder this run made.
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM -- "-$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 -- "-$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL -- "-$pid" 2>/dev/null || true
+    done
+    if [[ "${KEEP_LOGS:-0}" == "1" ]]; then
+        echo "[test-fastchat] logs kept in $WORK"
+    elif [[ -n "${WORK:-}" && -d "$WORK" && "$WORK" == "${TMPDIR:-/tmp}"/labkit-fastchat.* ]]; then
+        rm -rf -- "$WORK"
+    fi
+}
+export -f run_all wait_for show_logs cleanup
+
+# `timeout` ends the whole run (install, servers, tests) if it goes over the limit; the trap stops the servers.
+exec timeout --kill-after=20 "$LIMIT" bash -c 'run_all "$@"' run_all "$@"
