@@ -64,6 +64,7 @@ EOF
     t0=$SECONDS
     local rc=0
     FASTCHAT_TEST_BASE_URL="$api/v1" FASTCHAT_TEST_CONTROLLER="$controller" FASTCHAT_TEST_LOGS="$WORK" \
+        FASTCHAT_TEST_PYTHON="$fc_py" \
         "$DEV_PY" -m pytest tests/fastchat -p no:cacheprovider -o addopts="" -o timeout=0 -rsx "$@" || rc=$?
     echo "[test-fastchat] tests took $((SECONDS - t0)) s; whole run $((SECONDS - t_all)) s"
     if [[ $rc -ne 0 ]]; then

@@ -1,0 +1,325 @@
+"""The practice server's FastChat dialect against FastChat 0.2.36's own openai_api_server, request by
+request: the same body goes to both and the bytes that come back are compared event by event
+(framing, key order, separators, raw UTF-8, error shapes and HTTP statuses). Only what is random on
+both sides (ids, timestamps) is normalised. Where they differ, the practice server is wrong.
+
+The answer *text* is the same "model" on both sides (labkit/practice/brain.py), so for questions whose
+answer does not depend on the request's hash (the size of an image, a text-only question) even the
+content tokens must match.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from support import png_data_url
+
+MODEL = "llava-v1.6-34b"
+IMAGE = png_data_url(500, 300)
+SERVER_ERROR = "**NETWORK ERROR DUE TO HIGH TRAFFIC. PLEASE REGENERATE OR REFRESH THIS PAGE.**"
+
+
+def _user(text: str, image: str | None = None) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    if image:
+        parts.append({"type": "image_url", "image_url": {"url": image}})
+    return {"role": "user", "content": parts}
+
+
+def _body(*messages: dict[str, Any], **options: Any) -> dict[str, Any]:
+    return {"model": MODEL, "messages": list(messages), "stream": True, **options}
+
+
+def _normalise(raw: bytes) -> str:
+    """What is random on both sides: the shortuuid ids, the timestamps."""
+    text = raw.decode("utf-8")
+    text = re.sub(r"chatcmpl-[23456789A-HJ-NP-Za-km-z]{22}\b", "chatcmpl-<id>", text)
+    text = re.sub(r"modelperm-[23456789A-HJ-NP-Za-km-z]{22}\b", "modelperm-<id>", text)
+    return re.sub(r'("created": ?)\d{10}\b', r"\g<1>0", text)  # 0 keeps it JSON
+
+
+def _post(base: str, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(base + "/chat/completions", content=content, timeout=60, trust_env=False,
+                      headers={"content-type": "application/json", **(headers or {})})
+
+
+def _both(front: str, practice: str, body: Any, practice_headers: dict[str, str] | None = None
+          ) -> tuple[tuple[int, str, str], tuple[int, str, str]]:
+    a, b = _post(front, body), _post(practice, body, practice_headers)
+    return ((a.status_code, a.headers.get("content-type", ""), _normalise(a.content)),
+            (b.status_code, b.headers.get("content-type", ""), _normalise(b.content)))
+
+
+def _events(text: str) -> list[str]:
+    assert text.endswith("\n\n"), repr(text[-40:])
+    return text[:-2].split("\n\n")
+
+
+def _assert_same_stream(front: tuple[int, str, str], practice: tuple[int, str, str]) -> None:
+    assert (practice[0], practice[1]) == (front[0], front[1])
+    real, ours = _events(front[2]), _events(practice[2])
+    for i, (a, b) in enumerate(zip(real, ours)):
+        assert b == a, f"event {i} differs:\n  front:    {a}\n  practice: {b}"
+    assert len(ours) == len(real), f"front sent {len(real)} events, practice {len(ours)}"
+
+
+# ---------------------------------------------------------------- streams that must match byte for byte
+
+STREAMS = {
+    "image, English": _body(_user("What size is this image?", IMAGE)),
+    "image, Chinese": _body(_user("这张图片的尺寸是多少？", IMAGE)),
+    "text only, Chinese": _body({"role": "user", "content": "你好，请介绍一下你自己。"}),
+    "max_tokens cuts it (length)": _body(_user("What size is this image?", IMAGE), max_tokens=3),
+    "max_tokens 1": _body(_user("What size is this image?", IMAGE), max_tokens=1),
+    "system prompt": _body({"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Hello"}),
+    "three turns with an image in the first": _body(
+        _user("What size is this image?", IMAGE), {"role": "assistant", "content": "It is 500×300 pixels."},
+        {"role": "user", "content": "What size is it again?"}),
+    "stream_options is ignored": _body({"role": "user", "content": "Hello"}, max_tokens=4,
+                                       stream_options={"include_usage": True}),
+    "sampling options": _body({"role": "user", "content": "Hello"}, temperature=0.0, top_p=0.5, max_tokens=5),
+}
+
+
+@pytest.mark.parametrize("body", list(STREAMS.values()), ids=list(STREAMS))
+def test_stream_matches_the_real_front(front_url: str, practice_fastchat_url: str, body: dict[str, Any]) -> None:
+    front, practice = _both(front_url, practice_fastchat_url, body)
+    assert front[0] == 200 and front[1] == "text/event-stream; charset=utf-8"
+    assert '"content": "assistant\\n' in front[2]  # the leaked prefix, glued to the first token
+    _assert_same_stream(front, practice)
+
+
+def test_chinese_goes_as_raw_utf8_on_both(front_url: str, practice_fastchat_url: str) -> None:
+    for base in (front_url, practice_fastchat_url):
+        raw = _post(base, STREAMS["image, Chinese"]).content
+        assert "像".encode() in raw and b"\\u" not in raw
+
+
+@pytest.mark.parametrize("after", [0, 2], ids=["before the first token", "after two tokens"])
+def test_mid_stream_worker_error_has_the_same_framing(front_url: str, practice_fastchat_url: str, after: int) -> None:
+    """The front's error comes from our worker ([[worker-error:N]] in the prompt), the practice
+    server's from its fault header; the cause in brackets is each side's own."""
+    body = _body({"role": "user", "content": f"What size is this image? [[worker-error:{after}]]"})
+    front, practice = _both(front_url, practice_fastchat_url, body, {"X-Practice-Fault": f"error-after={after}"})
+    cause = re.compile(r'(\\n\\n)\([^)"]*\)(", "error_code")')
+    front = (front[0], front[1], cause.sub(r"\1(<cause>)\2", front[2]))
+    practice = (practice[0], practice[1], cause.sub(r"\1(<cause>)\2", practice[2]))
+    events = _events(front[2])
+    assert len(events) == 3 + after and events[-1] == "data: [DONE]"
+    assert json.loads(events[-2][6:]) == {"text": SERVER_ERROR + "\n\n(<cause>)", "error_code": 50002}
+    _assert_same_stream(front, practice)
+
+
+# ---------------------------------------------------------------- errors that must match byte for byte
+
+ERRORS = {
+    "wrong model": _body({"role": "user", "content": "Hi"}, model="gpt-4o"),
+    "max_tokens 0": _body({"role": "user", "content": "Hi"}, max_tokens=0),
+    "max_tokens -1": _body({"role": "user", "content": "Hi"}, max_tokens=-1),
+    "temperature 3": _body({"role": "user", "content": "Hi"}, temperature=3),
+    "temperature -0.5": _body({"role": "user", "content": "Hi"}, temperature=-0.5),
+    "top_p 1.5": _body({"role": "user", "content": "Hi"}, top_p=1.5),
+    "n 0": _body({"role": "user", "content": "Hi"}, n=0),
+    "wrong model beats bad parameters": _body({"role": "user", "content": "Hi"}, model="gpt-4o", temperature=3),
+}
+
+
+@pytest.mark.parametrize("body", list(ERRORS.values()), ids=list(ERRORS))
+def test_error_matches_the_real_front(front_url: str, practice_fastchat_url: str, body: dict[str, Any]) -> None:
+    front, practice = _both(front_url, practice_fastchat_url, body)
+    assert front[0] == 400 and front[1] == "application/json"
+    assert practice == front
+
+
+# FastChat's 40001 message is pydantic 1's repr of the validation errors; the practice server words its
+# own (validation.py: "messages a student can act on"). Status, content type, shape and code must match.
+VALIDATION = {
+    "no messages": {"model": MODEL, "stream": True},
+    "max_tokens not an integer": _body({"role": "user", "content": "Hi"}, max_tokens="abc"),
+    "temperature not a number": _body({"role": "user", "content": "Hi"}, temperature="hot"),
+    "not JSON": b"{not json",
+}
+
+
+@pytest.mark.parametrize("body", list(VALIDATION.values()), ids=list(VALIDATION))
+def test_validation_error_has_the_real_fronts_shape(front_url: str, practice_fastchat_url: str, body: Any) -> None:
+    front, practice = _both(front_url, practice_fastchat_url, body)
+    assert (practice[0], practice[1]) == (front[0], front[1]) == (400, "application/json")
+    real, ours = json.loads(front[2]), json.loads(practice[2])
+    assert list(ours) == list(real) == ["object", "message", "code"]
+    assert (ours["object"], ours["code"]) == (real["object"], real["code"]) == ("error", 40001)
+    assert ours["message"]
+
+
+def test_models_listing_matches(front_url: str, practice_fastchat_url: str) -> None:
+    real = httpx.get(front_url + "/models", timeout=10, trust_env=False)
+    ours = httpx.get(practice_fastchat_url + "/models", timeout=10, trust_env=False)
+    assert (ours.status_code, ours.headers["content-type"]) == (real.status_code, real.headers["content-type"])
+    assert _normalise(ours.content) == _normalise(real.content)
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/nothing-here"), ("GET", "/chat/completions")])
+def test_unknown_path_and_wrong_method_match(front_url: str, practice_fastchat_url: str, method: str, path: str) -> None:
+    real = httpx.request(method, front_url + path, timeout=10, trust_env=False)
+    ours = httpx.request(method, practice_fastchat_url + path, timeout=10, trust_env=False)
+    assert (ours.status_code, ours.headers["content-type"], ours.content) == \
+           (real.status_code, real.headers["content-type"], real.content)
+
+
+def test_non_streaming_answer_matches_when_the_practice_server_allows_it(front_url: str) -> None:
+    """The course backend refuses non-streaming calls (the practice server's default); FastChat's bare
+    front answers them. With allow_non_stream the practice server must answer as FastChat does.
+    ``usage.prompt_tokens`` is the worker's count (ours counts text, the practice server adds images)."""
+    from labkit.practice import serve_in_thread
+
+    body = {"model": MODEL, "messages": [_user("What size is this image?", IMAGE)], "max_tokens": 5}
+    with serve_in_thread(fast=True, dialect="fastchat", allow_non_stream=True) as practice:
+        front, ours = _both(front_url, practice, body)
+    assert front[0] == 200 and front[1] == "application/json"
+    assert (ours[0], ours[1]) == (front[0], front[1])
+    strip = re.compile(r'"prompt_tokens":\d+,"total_tokens":\d+')
+    assert strip.sub("", ours[2]) == strip.sub("", front[2])
+    assert json.loads(front[2])["choices"][0]["message"]["content"].startswith("assistant\n")
+
+
+def test_documented_deviations_hold(front_url: str, practice_fastchat_url: str) -> None:
+    """Two deliberate differences (shared/captures/README.md, shared/protocol.md): an unknown role is
+    FastChat's plain-text 500 but the practice server's 400 naming the role; a non-streaming call is
+    answered by bare FastChat but refused by the course backend, as by the practice server."""
+    front, practice = _both(front_url, practice_fastchat_url, _body({"role": "robot", "content": "Hi"}))
+    assert front == (500, "text/plain; charset=utf-8", "Internal Server Error")
+    assert practice[0] == 400 and json.loads(practice[2])["code"] == 40001 and "'robot'" in practice[2]
+    front, practice = _both(front_url, practice_fastchat_url, _body({"role": "user", "content": "Hi"}, stream=False))
+    assert front[0] == 200 and practice[0] == 400 and "stream=True" in practice[2]
+
+
+# ---------------------------------------------------------------- API keys: a second real front with --api-keys
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def front_with_keys(controller_url: str, logs) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """FastChat's openai_api_server started with ``--api-keys course-key`` on the same controller."""
+    python = os.environ.get("FASTCHAT_TEST_PYTHON", "")
+    if not python:
+        pytest.skip("FASTCHAT_TEST_PYTHON not set: run through scripts/test-fastchat.sh")
+    port = _free_port()
+    log = open(logs / "api_server_keys.out", "wb")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen([python, "-m", "fastchat.serve.openai_api_server", "--host", "127.0.0.1", "--port", str(port),
+                             "--controller-address", controller_url, "--api-keys", "course-key"],
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "LOGDIR": str(logs)},
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/models", timeout=2, trust_env=False).status_code == 401:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (logs / "api_server_keys.out").read_text()
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.mark.parametrize("key", [None, "wrong-key"], ids=["no key", "wrong key"])
+def test_refused_key_matches(front_with_keys: str, key: str | None) -> None:
+    from labkit.practice import serve_in_thread
+
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    body = _body({"role": "user", "content": "Hi"})
+    with serve_in_thread(fast=True, dialect="fastchat", api_keys=("course-key",)) as practice:
+        answers = [_post(base, body, headers) for base in (front_with_keys, practice)]
+        answers += [httpx.get(base + "/models", headers=headers, timeout=10, trust_env=False)
+                    for base in (front_with_keys, practice)]
+    for real, ours in (answers[:2], answers[2:]):
+        assert real.status_code == 401
+        assert (ours.status_code, ours.headers["content-type"], ours.content) == \
+               (real.status_code, real.headers["content-type"], real.content)
+    ok = _post(front_with_keys, {**body, "max_tokens": 2}, {"authorization": "Bearer course-key"})
+    assert ok.status_code == 200 and ok.content.endswith(b"data: [DONE]\n\n")
+
+
+# ---------------------------------------------------------------- known disagreements (outside the framing)
+
+# The practice server's FastChat dialect disagrees with the real front here. The cause is in
+# labkit/practice/validation.py or app.py (request checks, context budget, stop strings), not in the
+# bytes dialects.py writes, so it is left to that module's owner; each test states what FastChat does.
+# strict: when the practice server is fixed, the XPASS fails and the mark must go.
+_VALIDATION = "practice server, labkit/practice/validation.py: "
+
+
+@pytest.mark.xfail(strict=True, reason=_VALIDATION + "top_k is not range-checked; FastChat answers 40302 "
+                   "'0 is out of Range. Either set top_k to -1 or >=1.'")
+def test_known_top_k_out_of_range(front_url: str, practice_fastchat_url: str) -> None:
+    front, practice = _both(front_url, practice_fastchat_url, _body({"role": "user", "content": "Hi"}, top_k=0))
+    assert front[0] == 400 and practice == front
+
+
+@pytest.mark.xfail(strict=True, reason=_VALIDATION + "the FastChat dialect refuses prompt + max_tokens over the "
+                   "context with a vLLM-worded 40303; FastChat only checks the prompt and caps max_new_tokens at "
+                   "what is left (check_length), so the request streams")
+def test_known_max_tokens_over_the_context_is_capped_not_refused(front_url: str, practice_fastchat_url: str) -> None:
+    body = _body({"role": "user", "content": "y " * 3000}, max_tokens=2000)
+    front, practice = _both(front_url, practice_fastchat_url, body)
+    assert front[0] == 200 and practice[0] == front[0]
+
+
+@pytest.mark.xfail(strict=True, reason=_VALIDATION + "the FastChat dialect counts image tokens towards the "
+                   "context; FastChat's check_length counts the prompt text only (images are a placeholder)")
+def test_known_image_tokens_do_not_count_in_fastchats_length_check(front_url: str, practice_fastchat_url: str) -> None:
+    body = _body(_user("y " * 2000, png_data_url(672, 672)))  # ~2,000 text tokens + 2,928 image tokens
+    front, practice = _both(front_url, practice_fastchat_url, body)
+    assert front[0] == 200 and practice[0] == front[0]
+
+
+@pytest.mark.xfail(strict=True, reason=_VALIDATION + "the 40303 message adds ' (or drop images)' and counts "
+                   "tokens its own way; FastChat's ends 'Please reduce the length of the messages.'")
+def test_known_context_overflow_message(front_url: str, practice_fastchat_url: str) -> None:
+    front, practice = _both(front_url, practice_fastchat_url, _body({"role": "user", "content": "x " * 5000}))
+    assert front[0] == 400 and json.loads(front[2])["code"] == 40303
+    pattern = re.compile(r"resulted in \d+ tokens")
+    assert pattern.sub("", practice[2]) == pattern.sub("", front[2])
+
+
+@pytest.mark.xfail(strict=True, reason="practice server, labkit/practice/app.py: 'stop' strings are ignored; "
+                   "FastChat passes them to the worker, which ends the answer before the stop string")
+def test_known_stop_strings(front_url: str, practice_fastchat_url: str) -> None:
+    body = _body({"role": "user", "content": "Hello"}, stop=["simulated"])
+    front, practice = _both(front_url, practice_fastchat_url, body)
+    assert "simulated" not in front[2]
+    _assert_same_stream(front, practice)
+
+
+@pytest.mark.xfail(strict=True, reason=_VALIDATION + "n > 1 is refused with 40302; FastChat streams the n "
+                   "choices one after another (index 0, then 1), then their finish chunks")
+def test_known_n_greater_than_one(front_url: str, practice_fastchat_url: str) -> None:
+    body = _body(_user("What size is this image?", IMAGE), n=2, max_tokens=2)
+    front, practice = _both(front_url, practice_fastchat_url, body)
+    assert front[0] == 200 and '"index": 1' in front[2]
+    _assert_same_stream(front, practice)
