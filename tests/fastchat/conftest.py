@@ -3,7 +3,7 @@
 Run with ``make test-fastchat`` (scripts/test-fastchat.sh): it installs FastChat into
 ``.venv-fastchat/``, starts the controller, the API server and our model worker
 (scripts/fastchat_worker.py) on free loopback ports, and passes their addresses in
-``FASTCHAT_TEST_BASE_URL`` / ``FASTCHAT_TEST_CONTROLLER`` / ``FASTCHAT_TEST_LOGS`` (names outside
+``FASTCHAT_TEST_BASE_URL`` / ``FASTCHAT_TEST_CONTROLLER`` / ``FASTCHAT_TEST_LOGS`` / ``FASTCHAT_TEST_PYTHON`` (names outside
 ``LABKIT_*`` so the isolation in tests/conftest.py keeps them). Without them every test here is skipped.
 """
 
