@@ -88,18 +88,20 @@ fi
 log "installing ${PACKAGES[*]}"
 # fschat's own dependency list (markdown2, nh3, rich, prompt-toolkit, unpinned pydantic/fastapi) is for
 # its CLI and web UI; --no-deps keeps it out and the pins above give the versions 0.2.36 runs with.
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "${PACKAGES[0]}"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PACKAGES[@]:1}"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "${PACKAGES[0]}"
 
 log "checking the install"
 LOGDIR="$(mktemp -d)" "$VENV/bin/python" - <<'EOF'
 import importlib.metadata as md
-import os, shutil
+import os, shutil, sys
 import fastchat.serve.controller, fastchat.serve.openai_api_server, fastchat.serve.base_model_worker  # noqa: F401
 import PIL  # noqa: F401
 shutil.rmtree(os.environ["LOGDIR"])  # the loggers above write their (empty) files there
+# FastChat's loggers replace sys.stdout; write to the real one.
 print(f"[setup-fastchat] fschat {md.version('fschat')}, pydantic {md.version('pydantic')}, "
-      f"fastapi {md.version('fastapi')}, starlette {md.version('starlette')}, uvicorn {md.version('uvicorn')}")
+      f"fastapi {md.version('fastapi')}, starlette {md.version('starlette')}, uvicorn {md.version('uvicorn')}",
+      file=sys.__stdout__)
 EOF
 
 echo "$STAMP_VERSION" >"$STAMP"
