@@ -10,13 +10,16 @@ Run with ``make test-fastchat`` (scripts/test-fastchat.sh): it installs FastChat
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 import labkit
-from labkit.practice import serve_in_thread
 
 FRONT_URL = os.environ.get("FASTCHAT_TEST_BASE_URL", "")
 CONTROLLER_URL = os.environ.get("FASTCHAT_TEST_CONTROLLER", "")
@@ -65,10 +68,9 @@ def on_front(front_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def practice_fastchat_url() -> Iterator[str]:
-    """labkit's practice server in its FastChat dialect (fast pacing), to compare with the real front."""
-    with serve_in_thread(fast=True, dialect="fastchat") as url:
-        yield url
+def practice_fastchat_url(fastchat_url: str) -> str:
+    """labkit's practice server in its FastChat dialect (tests/conftest.py's), to compare with the real front."""
+    return fastchat_url
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +79,44 @@ def env_on_front(front_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LABKIT_", "OPENAI_"))}
     env.update(LABKIT_BASE_URL=front_url, LABKIT_API_KEY=API_KEY)
     return env
+
+
+def _free_port() -> int:
+    """A free loopback port (bound, read, released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def front_with_keys(controller_url: str, logs: Path) -> Iterator[str]:
+    """FastChat's openai_api_server started with ``--api-keys course-key`` on the same controller."""
+    python = os.environ.get("FASTCHAT_TEST_PYTHON", "")
+    if not python:
+        pytest.skip("FASTCHAT_TEST_PYTHON not set: run through scripts/test-fastchat.sh")
+    port = _free_port()
+    log = open(logs / "api_server_keys.out", "wb")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen([python, "-m", "fastchat.serve.openai_api_server", "--host", "127.0.0.1", "--port", str(port),
+                             "--controller-address", controller_url, "--api-keys", "course-key"],
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "LOGDIR": str(logs)})
+    # Same process group as pytest: the script's time-out or Ctrl-C reaches it even if pytest is killed.
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/models", timeout=2, trust_env=False).status_code == 401:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (logs / "api_server_keys.out").read_text()
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -185,3 +185,28 @@ def test_run_batch_with_resume(on_front: str, tmp_path: Path) -> None:
     assert (third.skipped, third.answered, third.failed) == (len(items), 0, 0)
     lines = [json.loads(line) for line in out.read_text().splitlines() if line.endswith("}")]
     assert sum(1 for line in lines if line.get("id") == items[0].id) == 1
+
+
+def test_labkit_doctor_on_a_front_that_refuses_the_key(front_with_keys: str, env_on_front: dict[str, str]) -> None:
+    """FastChat started with --api-keys answers a wrong key with its 401: doctor fails, says so once,
+    and never shows the key."""
+    env = {**env_on_front, "LABKIT_BASE_URL": front_with_keys, "LABKIT_API_KEY": "wrong-key-123"}
+    done = subprocess.run([sys.executable, "-m", "labkit", "doctor"], capture_output=True, text=True, timeout=120,
+                          env=env, check=False)
+    out = done.stdout + done.stderr
+    assert done.returncode != 0 and "401" in out and "✗" in out, out
+    assert "wrong-key-123" not in out and "Traceback" not in out, out
+    assert out.count("refused the API key") == 1, f"the 401 sentence is printed more than once:\n{out}"
+
+
+def test_chat_with_a_wrong_key_is_an_auth_error(front_with_keys: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABKIT_BASE_URL", front_with_keys)
+    monkeypatch.setenv("LABKIT_API_KEY", "wrong-key-123")
+    labkit.reset_configuration()
+    with pytest.raises(labkit.AuthError) as info:
+        labkit.chat("Hello", display=False)
+    assert "401" in str(info.value) and "wrong-key-123" not in str(info.value)
+    monkeypatch.setenv("LABKIT_API_KEY", "course-key")
+    labkit.reset_configuration()
+    reply = labkit.chat("Hello", max_tokens=3, display=False)
+    assert reply.finish_reason == "length" and not reply.text.startswith("assistant")

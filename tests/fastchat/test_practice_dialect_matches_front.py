@@ -11,12 +11,7 @@ content tokens must match.
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -204,47 +199,7 @@ def test_documented_deviations_hold(front_url: str, practice_fastchat_url: str) 
     assert front[0] == 200 and practice[0] == 400 and "stream=True" in practice[2]
 
 
-# ---------------------------------------------------------------- API keys: a second real front with --api-keys
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def front_with_keys(controller_url: str, logs) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """FastChat's openai_api_server started with ``--api-keys course-key`` on the same controller."""
-    python = os.environ.get("FASTCHAT_TEST_PYTHON", "")
-    if not python:
-        pytest.skip("FASTCHAT_TEST_PYTHON not set: run through scripts/test-fastchat.sh")
-    port = _free_port()
-    log = open(logs / "api_server_keys.out", "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen([python, "-m", "fastchat.serve.openai_api_server", "--host", "127.0.0.1", "--port", str(port),
-                             "--controller-address", controller_url, "--api-keys", "course-key"],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "LOGDIR": str(logs)},
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/models", timeout=2, trust_env=False).status_code == 401:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (logs / "api_server_keys.out").read_text()
-            time.sleep(0.3)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+# ---------------------------------------------------------------- API keys: a second real front with --api-keys (conftest.py)
 
 
 @pytest.mark.parametrize("key", [None, "wrong-key"], ids=["no key", "wrong key"])
