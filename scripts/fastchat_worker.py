@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastchat.constants import ErrorCode, SERVER_ERROR_MSG
+from fastchat.constants import SERVER_ERROR_MSG, ErrorCode
 from fastchat.conversation import Conversation, get_conv_template
 from fastchat.serve import base_model_worker
 from fastchat.serve.base_model_worker import BaseModelWorker
@@ -130,7 +130,8 @@ class CourseWorker(BaseModelWorker):
         text, reason = "", None
         for i, token in enumerate(tokens):
             if error_after is not None and i >= error_after:
-                yield {"text": f"{SERVER_ERROR_MSG}\n\n(CUDA out of memory)", "error_code": ErrorCode.CUDA_OUT_OF_MEMORY}
+                yield {"text": f"{SERVER_ERROR_MSG}\n\n(CUDA out of memory)",
+                       "error_code": ErrorCode.CUDA_OUT_OF_MEMORY}
                 return
             text += token
             cut = min((text.find(s) for s in stops if s in text), default=-1)
@@ -161,10 +162,8 @@ class CourseWorker(BaseModelWorker):
                 await asyncio.sleep(self.token_delay)
 
     def generate_gate(self, params: dict[str, Any]) -> dict[str, Any]:
-        last: dict[str, Any] = {}
-        for last in self._outputs(params):
-            pass
-        return last
+        outputs = list(self._outputs(params))
+        return outputs[-1]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,8 @@
 Run with ``make test-fastchat`` (scripts/test-fastchat.sh): it installs FastChat into
 ``.venv-fastchat/``, starts the controller, the API server and our model worker
 (scripts/fastchat_worker.py) on free loopback ports, and passes their addresses in
-``FASTCHAT_TEST_BASE_URL`` / ``FASTCHAT_TEST_CONTROLLER`` / ``FASTCHAT_TEST_LOGS`` / ``FASTCHAT_TEST_PYTHON`` (names outside
+``FASTCHAT_TEST_BASE_URL`` / ``FASTCHAT_TEST_CONTROLLER`` / ``FASTCHAT_TEST_LOGS`` /
+``FASTCHAT_TEST_PYTHON`` (names outside
 ``LABKIT_*`` so the isolation in tests/conftest.py keeps them). Without them every test here is skipped.
 """
 
@@ -96,8 +97,8 @@ def front_with_keys(controller_url: str, logs: Path) -> Iterator[str]:
         pytest.skip("FASTCHAT_TEST_PYTHON not set: run through scripts/test-fastchat.sh")
     port = _free_port()
     log = open(logs / "api_server_keys.out", "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen([python, "-m", "fastchat.serve.openai_api_server", "--host", "127.0.0.1", "--port", str(port),
-                             "--controller-address", controller_url, "--api-keys", "course-key"],
+    proc = subprocess.Popen([python, "-m", "fastchat.serve.openai_api_server", "--host", "127.0.0.1",
+                             "--port", str(port), "--controller-address", controller_url, "--api-keys", "course-key"],
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "LOGDIR": str(logs)})
     # Same process group as pytest: the script's time-out or Ctrl-C reaches it even if pytest is killed.
     base = f"http://127.0.0.1:{port}/v1"

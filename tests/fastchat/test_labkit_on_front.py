@@ -13,11 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
+from support import IMAGES, ROOT
 
 import labkit
 from labkit.batch import BatchItem, load_results, run_batch
-
-from support import IMAGES, ROOT
 
 MODEL = "llava-v1.6-34b"
 
@@ -66,7 +65,8 @@ def test_course_document_sample_runs_unchanged(front_url: str) -> None:
     """tests/fixtures/course_sample.py is the course document's sample, verbatim but for the image
     path and base_url; it strips the leaked prefix itself."""
     photo = IMAGES / "coffee.jpg"
-    done = subprocess.run([sys.executable, str(ROOT / "tests" / "fixtures" / "course_sample.py"), str(photo), front_url],
+    program = ROOT / "tests" / "fixtures" / "course_sample.py"
+    done = subprocess.run([sys.executable, str(program), str(photo), front_url],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout.strip()

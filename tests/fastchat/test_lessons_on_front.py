@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from support import ROOT
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -36,11 +35,12 @@ def _param(path: Path) -> Any:
 def test_lesson_runs_on_the_real_front(notebook: Path, env_on_front: dict[str, str]) -> None:
     env = {**env_on_front, "LABKIT_PRACTICE_FAST": "1"}  # for any practice server a cell starts itself
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", f"--nbval-cell-timeout={CELL_TIMEOUT}", "-p", "no:cacheprovider",
-         "-o", "addopts=", "-o", "timeout=0", "-q", "-x", str(notebook)],
+        [sys.executable, "-m", "pytest", "--nbval-lax", f"--nbval-cell-timeout={CELL_TIMEOUT}",
+         "-p", "no:cacheprovider", "-o", "addopts=", "-o", "timeout=0", "-q", "-x", str(notebook)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=CELL_TIMEOUT * 12, check=False,
     )
-    assert done.returncode == 0, f"{notebook.name} failed on the real FastChat front:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"
+    assert done.returncode == 0, (f"{notebook.name} failed on the real FastChat front:\n"
+                                  f"{done.stdout[-6000:]}\n{done.stderr[-2000:]}")
 
 
 # ---------------------------------------------------------------- nothing in a lesson depends on the practice server
@@ -94,7 +94,9 @@ def test_lesson_shows_on_the_front_what_it_shows_on_practice(notebook: Path, env
     practice_env["LABKIT_PRACTICE_FAST"] = "1"
     on_practice = _visible_outputs(notebook, practice_env)
     on_front = _visible_outputs(notebook, {**env_on_front, "LABKIT_PRACTICE_FAST": "1"})
-    silent = [(src, shown) for (src, shown), (_, real) in zip(on_practice, on_front) if shown.strip() and not real.strip()]
+    assert [src for src, _ in on_practice] == [src for src, _ in on_front]
+    silent = [(src, shown) for (src, shown), (_, real) in zip(on_practice, on_front, strict=True)
+              if shown.strip() and not real.strip()]
     known = SILENT_ON_FRONT.get(notebook.name)
     if known and silent and all(known[0] in src for src, _ in silent):
         pytest.xfail(known[1])

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from support import png_data_url
 
 MODEL = "llava-v1.6-34b"
@@ -64,7 +63,7 @@ def _events(text: str) -> list[str]:
 def _assert_same_stream(front: tuple[int, str, str], practice: tuple[int, str, str]) -> None:
     assert (practice[0], practice[1]) == (front[0], front[1])
     real, ours = _events(front[2]), _events(practice[2])
-    for i, (a, b) in enumerate(zip(real, ours)):
+    for i, (a, b) in enumerate(zip(real, ours, strict=False)):  # lengths compared below
         assert b == a, f"event {i} differs:\n  front:    {a}\n  practice: {b}"
     assert len(ours) == len(real), f"front sent {len(real)} events, practice {len(ours)}"
 
@@ -165,7 +164,8 @@ def test_models_listing_matches(front_url: str, practice_fastchat_url: str) -> N
 
 
 @pytest.mark.parametrize("method,path", [("GET", "/nothing-here"), ("GET", "/chat/completions")])
-def test_unknown_path_and_wrong_method_match(front_url: str, practice_fastchat_url: str, method: str, path: str) -> None:
+def test_unknown_path_and_wrong_method_match(front_url: str, practice_fastchat_url: str, method: str,
+                                             path: str) -> None:
     real = httpx.request(method, front_url + path, timeout=10, trust_env=False)
     ours = httpx.request(method, practice_fastchat_url + path, timeout=10, trust_env=False)
     assert (ours.status_code, ours.headers["content-type"], ours.content) == \
@@ -199,7 +199,7 @@ def test_documented_deviations_hold(front_url: str, practice_fastchat_url: str) 
     assert front[0] == 200 and practice[0] == 400 and "stream=True" in practice[2]
 
 
-# ---------------------------------------------------------------- API keys: a second real front with --api-keys (conftest.py)
+# ---------------------------------------------------------------- API keys: a real front with --api-keys
 
 
 @pytest.mark.parametrize("key", [None, "wrong-key"], ids=["no key", "wrong key"])
