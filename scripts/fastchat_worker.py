@@ -121,9 +121,8 @@ class CourseWorker(BaseModelWorker):
         seed = hashlib.sha256(json.dumps([prompt, images]).encode()).hexdigest()[:16]
         question = ERROR_MARK.sub("", turns.question).strip()
         answer = brain.compose_answer(brain.Prompt(question, facts, len(turns.questions), turns.custom_system, seed))
-        tokens = brain.split_tokens(answer)
-        if tokens:
-            tokens[0] = LEAK + tokens[0]  # the leaked role prefix arrives glued to the first token
+        tokens = brain.split_tokens(answer) or [""]
+        tokens[0] = LEAK + tokens[0]  # the leaked role prefix arrives glued to the first token
         error = ERROR_MARK.search(prompt)
         error_after = int(error.group(1) or 3) if error else None
 
