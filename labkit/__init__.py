@@ -7,7 +7,8 @@ Example:
 
 from .batch import BatchItem, BatchResult, items_from_folder, load_results, run_batch, score_keywords
 from .cleanup import RolePrefixStripper, strip_role_prefix
-from .config import Settings, client, configure, load_settings, mask_key, reset_configuration
+from .backend import client
+from .config import Secret, Settings, configure, load_settings, mask_key, reset_configuration
 from .errors import (
     AuthError,
     BackendError,
@@ -20,10 +21,16 @@ from .errors import (
     RequestRejected,
     ServeError,
     StreamError,
+    UnexpectedResponse,
+    UsageError,
+    OutputError,
 )
 from .images import ImageInfo, describe_image, encode_image, estimate_image_tokens, llava_target_size
 from .messages import Conversation, assistant, estimate_tokens, system, user
+from .playground import Playground
 from .streaming import ChatStream, Reply, chat, stream_chat
+from .workspace import SyncReport
+from .workspace import sync as sync_workspace
 
 __version__ = "0.1.0"
 
@@ -40,13 +47,19 @@ __all__ = [
     "ImageInfo",
     "LabkitError",
     "ModelNotFound",
+    "Playground",
     "RateLimited",
     "Reply",
     "RequestRejected",
     "RolePrefixStripper",
+    "Secret",
     "ServeError",
     "Settings",
     "StreamError",
+    "SyncReport",
+    "UnexpectedResponse",
+    "UsageError",
+    "OutputError",
     "assistant",
     "chat",
     "client",
@@ -65,6 +78,7 @@ __all__ = [
     "score_keywords",
     "stream_chat",
     "strip_role_prefix",
+    "sync_workspace",
     "system",
     "user",
 ]

@@ -22,6 +22,7 @@ import json
 import os
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -32,10 +33,17 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .config import Settings, client as make_client, load_settings
-from .errors import LabkitError
+from . import backend
+from .config import Settings, load_settings
+from .errors import OutputError, UsageError
+from .i18n import _
 from .images import ImageSource
 from .streaming import stream_chat
+
+try:  # POSIX: an advisory lock the kernel releases when the process dies, however it dies
+    import fcntl
+except ImportError:  # Windows: no lock (two runs on one file are then not refused)
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["BatchItem", "BatchResult", "run_batch", "load_results", "items_from_folder", "score_keywords"]
 
@@ -78,33 +86,71 @@ def items_from_folder(folder: str | os.PathLike[str], question: str,
     __tracebackhide__ = True
     root = Path(folder)
     if not root.is_dir():
-        raise LabkitError(f"{str(folder)!r} is not a folder: pass the folder that holds the images.")
+        raise UsageError(_("{folder!r} is not a folder: pass the folder that holds the images.").format(
+            folder=_readable(str(folder))))
     files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise LabkitError(f"No images in {str(folder)!r}: it needs files ending in {', '.join(IMAGE_SUFFIXES)}.")
+        raise UsageError(_("No images in {folder!r}: it needs files ending in {suffixes}.").format(
+            folder=_readable(str(folder)), suffixes=", ".join(IMAGE_SUFFIXES)))
     expected = expected or {}
     return [BatchItem(p.name, question, p, tuple(expected.get(p.name, ()))) for p in files]
 
 
+def _readable(text: str) -> str:
+    """Text as a person can read it: a file name that is not valid UTF-8 (a GBK name from a zip,
+    decoded by Python with surrogate escapes) shows its undecodable bytes as ``\\xNN``.
+
+    Example:
+        >>> _readable("ok.jpg"), _readable(os.fsdecode(b"\\xc3\\xa8\\xb6.jpg"))
+        ('ok.jpg', 'è\\\\xb6.jpg')
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
 def load_results(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """The last record of each item in a results file; a line cut off by a crash is ignored.
+    """The last record of each item in a results file. A line cut off by a crash is ignored; other
+    damaged lines are skipped with a warning (the file itself is never changed).
 
     Example:
         >>> load_results("no-such-file.jsonl")
         {}
     """
+    __tracebackhide__ = True
     records: dict[str, dict[str, Any]] = {}
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
         return records
-    for line in data.split(b"\n"):
+    except PermissionError:
+        raise OutputError(_("labkit may not read {path}: change its permissions (chmod u+rw) or pass another "
+                            "results file.").format(path=_readable(str(path)))) from None
+    lines = data.split(b"\n")
+    damaged: list[int] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        record = None
         try:
             record = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            continue  # the tail of a write interrupted by a crash (perhaps mid-character)
-        if isinstance(record, dict) and "id" in record:
-            records[str(record["id"])] = record
+        except UnicodeDecodeError as exc:
+            cut = exc.start >= len(line.rstrip()) - 3  # a write cut off mid-character by a crash
+        except json.JSONDecodeError as exc:
+            # a write cut off by a crash (expected, ignored): the text ends inside a string or a value
+            cut = exc.msg.startswith("Unterminated string") or exc.pos >= len(exc.doc.rstrip()) - 1
+        if not (isinstance(record, dict) and "id" in record):
+            if record is not None or not cut:
+                damaged.append(number)
+            continue
+        records[str(record["id"])] = record
+    if damaged:
+        warnings.warn(_("{path}: skipped {n} damaged line(s) that are not result records (line {lines}); the file "
+                        "is kept as it is, and their items are asked again.").format(
+                        path=_readable(str(path)), n=len(damaged), lines=", ".join(map(str, damaged[:5]))),
+                      stacklevel=2)
     return records
 
 
@@ -127,9 +173,10 @@ class BatchResult:
             >>> BatchResult(Path("a.jsonl"), answered=3, failed=1, wall_time=2.0).summary()
             'a.jsonl: 3 answered, 1 failed, 0 already done, in 2.0 s'
         """
-        note = " (interrupted: run again to resume)" if self.interrupted else ""
-        return (f"{self.path}: {self.answered} answered, {self.failed} failed, {self.skipped} already done, "
-                f"in {self.wall_time:.1f} s{note}")
+        note = _(" (interrupted: run again to resume)") if self.interrupted else ""
+        return _("{path}: {answered} answered, {failed} failed, {skipped} already done, in {seconds:.1f} s").format(
+            path=self.path, answered=self.answered, failed=self.failed, skipped=self.skipped,
+            seconds=self.wall_time) + note
 
     def mean_score(self) -> float | None:
         """The mean keyword score over answered items that have one.
@@ -144,16 +191,23 @@ class BatchResult:
 
 def _ask(item: BatchItem, settings: Settings, client: Any, options: dict[str, Any],
          stop: threading.Event) -> dict[str, Any]:
+    image = os.fspath(item.image) if isinstance(item.image, (str, os.PathLike)) else None
     record: dict[str, Any] = {"id": str(item.id), "question": item.question,
-                              "image": str(item.image) if isinstance(item.image, (str, os.PathLike)) else None}
+                              "image": os.fsdecode(image) if image is not None else None}
     started = time.perf_counter()
     try:
         stream = stream_chat(item.question, item.image, settings=settings, client=client, **options)
-        for _ in stream:
+        stream.sleep = stop.wait  # a rate-limit wait ends when the run is stopped
+        stream.notify = tqdm.write  # a note above the progress bar, not through it
+        for _delta in stream:
             if stop.is_set():  # the run was interrupted: stop generating, the record is dropped
                 stream.close()
                 break
         reply = stream.reply
+        if reply.finish_reason is None:  # stopped by the run's stop button: not an answer, never "ok"
+            record.update(status="error", error_type="Stopped", error=_("the run was stopped"),
+                          partial=reply.text, total_time=round(time.perf_counter() - started, 4))
+            return record
         record.update(status="ok", answer=reply.text, finish_reason=reply.finish_reason,
                       ttft=reply.ttft, total_time=round(reply.total_time, 4),
                       completion_tokens=reply.completion_tokens)
@@ -167,9 +221,54 @@ def _ask(item: BatchItem, settings: Settings, client: Any, options: dict[str, An
 
 
 def _append(handle: Any, record: dict[str, Any]) -> None:
-    handle.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+    try:
+        line = json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        # A name that is not valid UTF-8 (surrogate escapes): \\uXXXX escapes store it losslessly, so
+        # a resume finds the same id; the readable form goes alongside for people and other tools.
+        record = dict(record, id_readable=_readable(record["id"]))
+        if record.get("image"):
+            record["image_readable"] = _readable(record["image"])
+        line = json.dumps(record, ensure_ascii=True).encode("ascii")
+    handle.write(line + b"\n")
     handle.flush()
     os.fsync(handle.fileno())
+
+
+class _open_results:
+    """The results file opened for appending and locked for this run: a second run on the same file
+    (another notebook, another kernel, the same kernel) is refused instead of asking every question
+    again. The lock is the kernel's (``flock``), so a killed run leaves no stale lock behind."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle: Any = None
+
+    def __enter__(self) -> Any:
+        __tracebackhide__ = True
+        where = _readable(str(self.path))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.handle = self.path.open("ab+")
+        except PermissionError:
+            raise OutputError(_("labkit may not write {path}: the folder or the file is read-only. Pass a results "
+                                "file in a folder you can write (e.g. your home folder), or fix the permissions "
+                                "(chmod u+w).").format(path=where)) from None
+        except IsADirectoryError:
+            raise OutputError(_("{path} is a folder: pass a file name for the results, e.g. answers.jsonl.").format(
+                path=where)) from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.handle.close()
+                raise OutputError(_("Another run is writing to {path} right now (in this or another notebook or "
+                                    "terminal). Wait for it to finish or stop it, then run again; or pass another "
+                                    "results file.").format(path=where)) from None
+        return self.handle
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()  # closing releases the lock
 
 
 def run_batch(
@@ -197,25 +296,27 @@ def run_batch(
     items = list(items)
     duplicates = sorted(i for i, n in Counter(str(item.id) for item in items).items() if n > 1)
     if duplicates:
-        raise LabkitError(f"Item ids must be unique; repeated: {', '.join(duplicates[:5])}. Give each item its own id.")
+        raise UsageError(_("Item ids must be unique; repeated: {ids}. Give each item its own id.").format(
+            ids=", ".join(_readable(d) for d in duplicates[:5])))
     if concurrency < 1:
-        raise LabkitError(f"concurrency={concurrency} must be at least 1 (8–16 suits the course backend).")
+        raise UsageError(_("concurrency={n} must be at least 1 (8–16 suits the course backend).").format(
+            n=concurrency))
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    done = load_results(path)
-
-    def finished(item: BatchItem) -> bool:
-        record = done.get(str(item.id))
-        return record is not None and (record.get("status") == "ok" or not retry_failed)
-
-    todo = [item for item in items if not finished(item)]
-    result = BatchResult(path, skipped=len(items) - len(todo))
     settings = settings or load_settings()
-    client = make_client(settings)
-    stop = threading.Event()
-    started = time.perf_counter()
-    bar = tqdm(total=len(todo), desc="questions", unit="q", disable=not progress)
-    with path.open("ab+") as handle:
+    client = backend.client(settings)
+    with _open_results(path) as handle:
+        done = load_results(path)  # read under the lock: no other run appends meanwhile
+
+        def finished(item: BatchItem) -> bool:
+            record = done.get(str(item.id))
+            return record is not None and (record.get("status") == "ok" or not retry_failed)
+
+        todo = [item for item in items if not finished(item)]
+        result = BatchResult(path, skipped=len(items) - len(todo))
+        stop = threading.Event()
+        started = time.perf_counter()
+        bar = tqdm(total=len(todo), desc=_("questions"), unit="q", disable=not progress)
+        handle.seek(0, os.SEEK_END)
         if handle.tell():
             handle.seek(-1, os.SEEK_END)
             if handle.read(1) != b"\n":

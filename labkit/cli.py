@@ -1,45 +1,90 @@
-"""The ``labkit`` command: ``labkit practice``, ``labkit doctor``, ``labkit chat``, ``labkit serve``."""
+"""The ``labkit`` command: ``labkit practice``, ``labkit doctor``, ``labkit chat``, ``labkit serve``,
+``labkit workspace``."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from .i18n import _
 
 __all__ = ["main"]
 
 
+def _number_type(kind: type, *, low: float, low_ok: bool = True, high: float | None = None,
+                 what: str) -> Callable[[str], float]:
+    """An argparse type that refuses non-numbers, NaN/infinity and values out of range, naming the fix."""
+    from .i18n import _
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                _("{value!r} is not a number: give {what}").format(value=text, what=what)) from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(
+                _("{value} is not a finite number: give {what}").format(value=text, what=what))
+        if value < low or (value == low and not low_ok) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                _("{value} is out of range: give {what}").format(value=text, what=what))
+        return value
+
+    return parse
+
+
 def _practice_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("practice", help="run the offline practice server (the course backend's stand-in)",
-                       description="Serve the practice backend at http://HOST:PORT/v1 and /api/v1 until Ctrl-C.")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for a lab)")
-    p.add_argument("--port", type=int, default=8008, help="port (default 8008, like the course backend)")
+    from .i18n import _
+
+    positive = _number_type(float, low=0, low_ok=False, what=_("a number above 0"))
+    seconds = _number_type(float, low=0, what=_("a number of seconds, 0 or more"))
+    count = _number_type(int, low=1, what=_("a whole number, 1 or more"))
+    tokens = _number_type(int, low=0, what=_("a whole number of tokens, 0 or more"))
+    p = sub.add_parser("practice", help=_("run the offline practice server (the course backend's stand-in)"),
+                       description=_("Serve the practice backend at http://HOST:PORT/v1 and /api/v1 until Ctrl-C."))
+    p.add_argument("--host", default="127.0.0.1",
+                   help=_("address to bind (default 127.0.0.1; 0.0.0.0 for a lab: everyone on the network can use it)"))
+    p.add_argument("--port", type=_number_type(int, low=0, high=65535, what=_("a port from 1 to 65535 (0: any free port)")),
+                   default=8008, help=_("port (default 8008, like the course backend)"))
     p.add_argument("--dialect", choices=["fastchat", "vllm"], default=None,
-                   help="wire format: fastchat (the course backend, default) or vllm")
-    p.add_argument("--model", default=None, help="served model name (default llava-v1.6-34b)")
+                   help=_("wire format: fastchat (the course backend, default) or vllm"))
+    p.add_argument("--model", default=None, help=_("served model name (default llava-v1.6-34b)"))
     p.add_argument("--base-path", action="append", default=[], metavar="PATH",
-                   help="serve the API under this path (repeatable; default /v1 and /api/v1)")
-    p.add_argument("--fast", action="store_true", default=None, help="no pacing delays (tests, CI)")
-    p.add_argument("--ttft", type=float, default=None, help="seconds to the first token (default 0.6 + 0.5 per image)")
-    p.add_argument("--ttft-per-image", type=float, default=None, help="extra seconds per image (default 0.5)")
-    p.add_argument("--tokens-per-second", type=float, default=None, help="generation speed (default 25)")
-    p.add_argument("--allow-non-stream", action="store_true", default=None, help="also answer stream=false")
-    p.add_argument("--no-leak", action="store_true", help="do not leak the 'assistant\\n' role prefix")
+                   help=_("serve the API under this path (repeatable; default /v1 and /api/v1)"))
+    p.add_argument("--fast", action="store_true", default=None, help=_("no pacing delays (tests, CI)"))
+    p.add_argument("--ttft", type=seconds, default=None, help=_("seconds to the first token (default 0.6 + 0.5 per image)"))
+    p.add_argument("--ttft-per-image", type=seconds, default=None, help=_("extra seconds per image (default 0.5)"))
+    p.add_argument("--tokens-per-second", type=positive, default=None, help=_("generation speed (default 25)"))
+    p.add_argument("--allow-non-stream", action="store_true", default=None, help=_("also answer stream=false"))
+    p.add_argument("--no-leak", action="store_true", help=_("do not leak the 'assistant\\n' role prefix"))
     p.add_argument("--api-key", action="append", default=[], metavar="KEY",
-                   help="require this API key (repeatable); without it any key is accepted")
-    p.add_argument("--max-images", type=int, default=None, help="images per request (default 1)")
-    p.add_argument("--max-body-mb", type=float, default=None, help="request size limit in MB (default 20)")
-    faults = p.add_argument_group("fault injection (off by default)")
-    faults.add_argument("--drop-after", type=int, help="cut the connection after N tokens")
-    faults.add_argument("--stall-after", type=int, help="stop sending after N tokens (see --stall-seconds)")
-    faults.add_argument("--stall-seconds", type=float, default=3600.0)
-    faults.add_argument("--error-after", type=int, help="send the mid-stream error event after N tokens")
-    faults.add_argument("--fail-status", type=int, choices=[429, 503], help="answer requests with this status")
-    faults.add_argument("--fault-times", type=int, help="faults hit only the first N requests (default: all)")
-    faults.add_argument("--rate-limit", type=int, help="requests per minute per API key")
+                   help=_("require this API key (repeatable); without it any key is accepted"))
+    p.add_argument("--max-images", type=count, default=None, help=_("images per request (default 1)"))
+    p.add_argument("--max-body-mb", type=positive, default=None, help=_("request size limit in MB (default 20)"))
+    p.add_argument("--max-model-len", type=count, default=None,
+                   help=_("context length in tokens, images included as vLLM counts them (default 4096)"))
+    p.add_argument("--max-connections", type=count, default=None,
+                   help=_("open connections at most (default 2048, fewer when `ulimit -n` is lower)"))
+    p.add_argument("--no-fault-header", action="store_true",
+                   help=_("ignore the X-Practice-Fault request header (for a server shared by a class)"))
+    faults = p.add_argument_group(_("fault injection (off by default)"))
+    faults.add_argument("--drop-after", type=tokens, help=_("cut the connection after N tokens"))
+    faults.add_argument("--stall-after", type=tokens, help=_("stop sending after N tokens (see --stall-seconds)"))
+    faults.add_argument("--stall-seconds", type=seconds, default=3600.0)
+    faults.add_argument("--error-after", type=tokens, help=_("send the mid-stream error event after N tokens"))
+    faults.add_argument("--fail-status", type=int, choices=[429, 503], help=_("answer requests with this status"))
+    faults.add_argument("--fault-times", type=count, help=_("faults hit only the first N requests (default: all)"))
+    faults.add_argument("--rate-limit", type=count,
+                        help=_("requests per minute per API key (per client address when no --api-key is set)"))
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _run_practice(args: argparse.Namespace) -> int:
+    from .i18n import _
     from .practice import FaultConfig, PracticeConfig, run_forever
 
     faults = FaultConfig(drop_after=args.drop_after, stall_after=args.stall_after, stall_seconds=args.stall_seconds,
@@ -50,13 +95,24 @@ def _run_practice(args: argparse.Namespace) -> int:
         tokens_per_second=args.tokens_per_second, allow_non_stream=args.allow_non_stream,
         leak_role_prefix=False if args.no_leak else None, api_keys=tuple(args.api_key) or None,
         max_images=args.max_images, base_paths=tuple(args.base_path) or None,
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024) if args.max_body_mb else None, faults=faults)
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024) if args.max_body_mb else None, faults=faults,
+        max_model_len=args.max_model_len, max_connections=args.max_connections,
+        fault_header=False if args.no_fault_header else None)
     shown = "localhost" if args.host in ("0.0.0.0", "::") else args.host
     urls = [f"http://{shown}:{args.port}{'/' + p.strip('/') if p.strip('/') else ''}" for p in config.base_paths]
-    print(f"labkit practice server ({config.dialect} dialect, {'fast' if config.fast else 'paced like the 34B model'})\n"
-          f"  base URL: {'   '.join(urls)}\n"
-          f"  use it:   export LABKIT_BASE_URL={urls[0]}\n"
-          f"  stop:     Ctrl-C", flush=True)
+    mode = _("fast") if config.fast else _("paced like the 34B model")
+    print(_("labkit practice server ({dialect} dialect, {mode})").format(dialect=config.dialect, mode=mode) + "\n"
+          + _("  base URL: {urls}").format(urls="   ".join(urls)) + "\n"
+          + _("  use it:   export LABKIT_BASE_URL={url}").format(url=urls[0]) + "\n"
+          + _("  stop:     Ctrl-C"), flush=True)
+    if args.host not in _LOOPBACK:
+        keys = (_("API keys are required ({n} configured).").format(n=len(config.api_keys)) if config.api_keys
+                else _("Any API key is accepted: add --api-key KEY to require one."))
+        fault = (_("The X-Practice-Fault header is ignored.") if not config.fault_header
+                 else _("Any client can inject faults with the X-Practice-Fault header: add --no-fault-header."))
+        print(_("Warning: serving on {host}, beyond this machine: everyone who can reach port {port} can use "
+                "this server. {keys} {fault}").format(host=args.host, port=args.port, keys=keys, fault=fault),
+              file=sys.stderr, flush=True)
     run_forever(config, host=args.host, port=args.port)
     return 0
 
@@ -72,6 +128,24 @@ def _run_chat(args: argparse.Namespace) -> int:
 
     reply = chat(args.question, image=args.image, max_tokens=args.max_tokens, display="terminal")
     print(f"[{reply.finish_reason}] {reply.timings()}", file=sys.stderr)
+    return 130 if reply.interrupted else 0  # an answer cut short is not a success
+
+
+def _workspace_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from .i18n import _
+
+    w = sub.add_parser("workspace", help=_("make or update your own copy of the lessons (edits are kept)"),
+                       description=_("Copy into DEST the lessons and images it lacks. Files already there are "
+                                     "never overwritten and nothing is deleted."))
+    w.add_argument("dest", nargs="?", default="work", help=_("your copy (default: work)"))
+    w.add_argument("--from", dest="src", default="notebooks", metavar="SRC",
+                   help=_("the course's lessons (default: notebooks)"))
+
+
+def _run_workspace(args: argparse.Namespace) -> int:
+    from .workspace import sync
+
+    print(sync(args.src, args.dest).summary(), flush=True)
     return 0
 
 
@@ -84,11 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labkit", description="The multimodal-LLM lab kit.")
     sub = parser.add_subparsers(dest="command", required=True)
     _practice_parser(sub)
-    sub.add_parser("doctor", help="check the configuration and the backend, and say what to fix")
-    c = sub.add_parser("chat", help="ask one question from the terminal")
+    sub.add_parser("doctor", help=_("check the configuration and the backend, and say what to fix"))
+    c = sub.add_parser("chat", help=_("ask one question from the terminal"))
     c.add_argument("question")
-    c.add_argument("--image", help="path of an image to send")
-    c.add_argument("--max-tokens", type=int, default=None)
+    c.add_argument("--image", help=_("path of an image to send"))
+    c.add_argument("--max-tokens", type=int, default=None, help=_("the longest answer, in tokens"))
+    _workspace_parser(sub)
     sub.add_parser("serve", help="serve llava-v1.6 yourself with vLLM (GPU); `labkit serve --help`",
                    add_help=False)
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -100,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import LabkitError
 
     try:
-        return {"practice": _run_practice, "doctor": _run_doctor, "chat": _run_chat}[args.command](args)
+        return {"practice": _run_practice, "doctor": _run_doctor, "chat": _run_chat,
+                "workspace": _run_workspace}[args.command](args)
     except (LabkitError, ValueError) as exc:  # ValueError: a bad LABKIT_PRACTICE_* value, named in the message
         print(f"labkit: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Settings from the environment, and a configured OpenAI client.
+"""Settings from the environment and :func:`configure`: values only (nothing here starts or sends).
 
 Variables (the first one set wins):
 
@@ -8,12 +8,13 @@ setting              variables                                   default
 base URL             ``LABKIT_BASE_URL``, ``OPENAI_BASE_URL``    the embedded practice server
 API key              ``LABKIT_API_KEY``, ``OPENAI_API_KEY``      ``dummy_key`` (the course backend takes any key)
 model                ``LABKIT_MODEL``                            ``llava-v1.6-34b``
-timeout (seconds)    ``LABKIT_TIMEOUT``                          ``120`` (the longest wait for the next chunk)
+timeout (seconds)    ``LABKIT_TIMEOUT``                          ``120`` (the longest wait for anything)
 ===================  ==========================================  ==========================
 
 :func:`configure` overrides them for this Python process (used by ``labkit.serve`` after it starts a
 local vLLM). ``OPENAI_API_KEY`` is used only with ``OPENAI_BASE_URL`` (or no URL), never sent to a
-``LABKIT_BASE_URL``. A key is never printed, logged or written: :class:`Settings` masks it in its repr.
+``LABKIT_BASE_URL``. A key is never printed, logged or written: it is held in a :class:`Secret`, whose
+repr and str mask it, and unwrapped only where the HTTP client is built (:mod:`labkit.backend`).
 """
 
 from __future__ import annotations
@@ -23,25 +24,24 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-
-import openai
+from typing import Any, Final
 
 from .errors import ConfigError
+from .i18n import _
 
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_TIMEOUT",
+    "UNCHANGED",
+    "Secret",
     "Settings",
     "configure",
     "reset_configuration",
     "load_settings",
     "mask_key",
-    "resolve_base_url",
-    "client",
 ]
 
 DEFAULT_MODEL = "llava-v1.6-34b"
@@ -49,48 +49,122 @@ DEFAULT_TIMEOUT = 120.0
 PLACEHOLDER_KEY = "dummy_key"
 COURSE_URL_EXAMPLE = "http://HOST:8008/api/v1"
 
-_BASE_URL_VARS = ("LABKIT_BASE_URL", "OPENAI_BASE_URL")
-_KEY_VARS = ("LABKIT_API_KEY", "OPENAI_API_KEY")
+
+class _Unchanged:
+    """The default of :func:`configure`'s arguments: leave that setting as it is."""
+
+    _instance: _Unchanged | None = None
+
+    def __new__(cls) -> _Unchanged:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Final = _Unchanged()
 
 _overrides: dict[str, object] = {}
 _lock = threading.Lock()
-_embedded_url: str | None = None
 
 
-def mask_key(key: str | None) -> str:
-    """Show enough of a key to recognise it, never the key itself.
+def mask_key(key: str | Secret | None) -> str:
+    """Show enough of a key to recognise it, never the key itself: the last 4 characters of a key of
+    16 or more, nothing of a shorter one.
 
     Example:
         >>> mask_key("sk-course-1234567890")
-        'sk-…7890 (20 chars)'
-        >>> mask_key(None)
-        '(not set)'
+        '…7890 (20 chars)'
+        >>> mask_key("abcdefghi"), mask_key(None)
+        ('*** (9 chars)', '(not set)')
     """
+    if isinstance(key, Secret):
+        key = key.reveal()
     if not key:
         return "(not set)"
-    if len(key) <= 8:
-        return f"{'*' * len(key)} ({len(key)} chars)"
-    return f"{key[:3]}…{key[-4:]} ({len(key)} chars)"
+    if len(key) < 16:
+        return f"*** ({len(key)} chars)"
+    return f"…{key[-4:]} ({len(key)} chars)"
+
+
+class Secret:
+    """An API key that cannot be printed by accident: ``repr``, ``str`` and f-strings show it masked
+    (also in ``%xmode Verbose`` tracebacks); :meth:`reveal` gives the key to the HTTP client.
+
+    Example:
+        >>> key = Secret("sk-course-1234567890")
+        >>> key, f"{key}", key == "sk-course-1234567890"
+        (Secret('…7890 (20 chars)'), '…7890 (20 chars)', True)
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str | Secret) -> None:
+        object.__setattr__(self, "_value", value.reveal() if isinstance(value, Secret) else str(value))
+
+    def reveal(self) -> str:
+        """The key itself: only for building the HTTP client.
+
+        Example:
+            >>> Secret("k").reveal()
+            'k'
+        """
+        return self._value  # type: ignore[no-any-return]
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Secret is read-only")
+
+    def __repr__(self) -> str:
+        return f"Secret({mask_key(self._value)!r})"
+
+    def __str__(self) -> str:
+        return mask_key(self._value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Secret):
+            return self._value == other._value  # type: ignore[no-any-return]
+        if isinstance(other, str):
+            return self._value == other  # type: ignore[no-any-return]
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(("labkit.Secret", self._value))
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickling (multiprocessing) keeps the key working
+        return (Secret, (self._value,))
 
 
 @dataclass(frozen=True)
 class Settings:
     """Where labkit sends requests, resolved from :func:`configure` and the environment.
 
-    ``base_url`` is ``None`` when nothing is configured (then :func:`client` starts the embedded
-    practice server). ``sources`` says where each value came from, for ``labkit doctor``.
+    ``base_url`` is ``None`` when nothing is configured (then :func:`labkit.client` starts the
+    embedded practice server). ``api_key`` is a :class:`Secret` (a plain string is wrapped).
+    ``sources`` says where each value came from, for ``labkit doctor``.
 
     Example:
         >>> s = Settings(base_url="http://localhost:8008/api/v1", api_key="secret-key-123")
-        >>> "secret-key-123" in repr(s)
+        >>> "secret-key-123" in repr(s) or "secret-key-123" in repr(s.api_key)
         False
     """
 
     base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
+    api_key: Secret | None = None
     model: str = DEFAULT_MODEL
     timeout: float = DEFAULT_TIMEOUT
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.api_key is not None and not isinstance(self.api_key, Secret):
+            object.__setattr__(self, "api_key", Secret(self.api_key))
 
     def __repr__(self) -> str:
         return (
@@ -99,19 +173,19 @@ class Settings:
         )
 
 
-def _check_base_url(url: str, origin: str) -> str:
+def _check_base_url(value: object, origin: str) -> str:
     __tracebackhide__ = True
-    url = url.strip().rstrip("/")
+    url = str(value).strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"{origin}={url!r} is not an http(s) URL: set it to the backend's base URL, "
-            f"for example {COURSE_URL_EXAMPLE} (the course backend) or http://127.0.0.1:8000/v1 (vLLM)."
-        )
+        raise ConfigError(_(
+            "{origin}={url!r} is not an http(s) URL: set it to the backend's base URL, for example "
+            "{example} (the course backend) or http://127.0.0.1:8000/v1 (vLLM).").format(
+            origin=origin, url=url, example=COURSE_URL_EXAMPLE))
     if url.endswith("/chat/completions"):
-        raise ConfigError(
-            f"{origin}={url!r} includes the endpoint path: drop '/chat/completions' and set it to "
-            f"{url[: -len('/chat/completions')]!r}; the client adds the endpoint itself."
-        )
+        raise ConfigError(_(
+            "{origin}={url!r} includes the endpoint path: drop '/chat/completions' and set it to {fixed!r}; "
+            "the client adds the endpoint itself.").format(origin=origin, url=url,
+                                                           fixed=url[: -len("/chat/completions")]))
     return url
 
 
@@ -122,40 +196,77 @@ def _check_timeout(value: object, origin: str) -> float:
     except (TypeError, ValueError):
         seconds = math.nan
     if not (seconds > 0 and math.isfinite(seconds)):
-        raise ConfigError(
-            f"{origin}={value!r} is not a positive number of seconds: set it to e.g. 120, or unset it."
-        )
+        raise ConfigError(_(
+            "{origin}={value!r} is not a positive number of seconds: set it to e.g. 120, or unset it.").format(
+            origin=origin, value=value))
     return seconds
 
 
+def _check_model(value: object, origin: str) -> str:
+    __tracebackhide__ = True
+    model = str(value).strip()
+    if not model:
+        raise ConfigError(_("{origin} is empty: pass a model name such as 'llava-v1.6-34b'.").format(origin=origin))
+    return model
+
+
+def _check_key(value: object, origin: str) -> Secret:
+    return Secret(value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _Field:
+    """One setting: the variables it is read from, how a value is checked, and its default."""
+
+    variables: tuple[str, ...]
+    check: Callable[[object, str], Any]
+    default: Any
+    unset: str  # what `sources` says when nothing set it
+
+
+_FIELDS: dict[str, _Field] = {
+    "base_url": _Field(("LABKIT_BASE_URL", "OPENAI_BASE_URL"), _check_base_url, None,
+                       "not set: embedded practice server"),
+    "api_key": _Field(("LABKIT_API_KEY", "OPENAI_API_KEY"), _check_key, None, "not set"),
+    "model": _Field(("LABKIT_MODEL",), _check_model, DEFAULT_MODEL, "default"),
+    "timeout": _Field(("LABKIT_TIMEOUT",), _check_timeout, DEFAULT_TIMEOUT, "default"),
+}
+
+
 def configure(
-    base_url: str | None = None,
-    api_key: str | None = None,
-    model: str | None = None,
-    timeout: float | None = None,
+    base_url: str | None | _Unchanged = UNCHANGED,
+    api_key: str | Secret | None | _Unchanged = UNCHANGED,
+    model: str | None | _Unchanged = UNCHANGED,
+    timeout: float | None | _Unchanged = UNCHANGED,
 ) -> None:
     """Override settings for this Python process, on top of the environment.
 
-    Arguments left as ``None`` keep their current value. :func:`reset_configuration` undoes it.
+    An argument left out keeps its current value; ``None`` undoes what ``configure`` set for it, so
+    the environment (or the default) applies again. :func:`reset_configuration` undoes everything.
 
     Example:
         >>> configure(base_url="http://127.0.0.1:8000/v1", model="llava-v1.6-34b")
-        >>> load_settings().base_url
+        >>> load_settings({}).base_url
         'http://127.0.0.1:8000/v1'
+        >>> configure(base_url=None)  # back to the default: the embedded practice server
+        >>> load_settings({}).base_url is None, load_settings({}).model
+        (True, 'llava-v1.6-34b')
         >>> reset_configuration()
     """
+    __tracebackhide__ = True
+    given = {"base_url": base_url, "api_key": api_key, "model": model, "timeout": timeout}
     updates: dict[str, object] = {}
-    if base_url is not None:
-        updates["base_url"] = _check_base_url(base_url, "configure(base_url)")
-    if api_key is not None:
-        updates["api_key"] = api_key
-    if model is not None:
-        if not model.strip():
-            raise ConfigError("configure(model='') is empty: pass a model name such as 'llava-v1.6-34b'.")
-        updates["model"] = model.strip()
-    if timeout is not None:
-        updates["timeout"] = _check_timeout(timeout, "configure(timeout)")
+    forget: list[str] = []
+    for name, value in given.items():
+        if value is UNCHANGED:
+            continue
+        if value is None:
+            forget.append(name)
+        else:
+            updates[name] = _FIELDS[name].check(value, f"configure({name})")
     with _lock:
+        for name in forget:
+            _overrides.pop(name, None)
         _overrides.update(updates)
 
 
@@ -169,14 +280,6 @@ def reset_configuration() -> None:
         _overrides.clear()
 
 
-def _first(env: Mapping[str, str], names: tuple[str, ...]) -> tuple[str | None, str]:
-    for name in names:
-        value = env.get(name, "").strip()
-        if value:
-            return value, name
-    return None, ""
-
-
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Resolve the settings now: :func:`configure` first, then the environment, then defaults.
 
@@ -185,108 +288,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         'http://lab:8008/api/v1'
     """
     __tracebackhide__ = True
-    env = os.environ if env is None else env
     with _lock:
         overrides = dict(_overrides)
+    values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-
-    base_url, origin = _first(env, _BASE_URL_VARS)
-    if "base_url" in overrides:
-        base_url, origin = str(overrides["base_url"]), "configure()"
-    elif base_url is not None:
-        base_url = _check_base_url(base_url, origin)
-    sources["base_url"] = origin or "not set: embedded practice server"
-
-    # OPENAI_API_KEY goes only where OPENAI_BASE_URL points: a JupyterHub may set a real OpenAI key
-    # for other tools, and it must not be sent to a course backend that LABKIT_BASE_URL names.
-    key_vars = _KEY_VARS if sources["base_url"] in ("OPENAI_BASE_URL", "not set: embedded practice server") \
-        else _KEY_VARS[:1]
-    api_key, origin = _first(env, key_vars)
-    if "api_key" in overrides:
-        api_key, origin = str(overrides["api_key"]), "configure()"
-    sources["api_key"] = origin or "not set"
-
-    model, origin = _first(env, ("LABKIT_MODEL",))
-    if "model" in overrides:
-        model, origin = str(overrides["model"]), "configure()"
-    sources["model"] = origin or "default"
-
-    raw_timeout, origin = _first(env, ("LABKIT_TIMEOUT",))
-    if "timeout" in overrides:
-        timeout = float(overrides["timeout"])  # type: ignore[arg-type]
-        origin = "configure()"
-    elif raw_timeout is not None:
-        timeout = _check_timeout(raw_timeout, origin)
-    else:
-        timeout = DEFAULT_TIMEOUT
-    sources["timeout"] = origin or "default"
-
-    return Settings(
-        base_url=base_url,
-        api_key=api_key,
-        model=model or DEFAULT_MODEL,
-        timeout=timeout,
-        sources=sources,
-    )
-
-
-def _embedded_base_url() -> str:
-    """Start the embedded practice server once per process and return its base URL."""
-    global _embedded_url
-    with _lock:
-        if _embedded_url is None:
-            from .practice import start_embedded_server  # the one explicit call into the server
-
-            _embedded_url = start_embedded_server()
-            from .display import in_jupyter
-
-            print(
-                f"labkit: no backend configured, so the built-in practice server answers at "
-                f"{_embedded_url} (simulated answers, no GPU needed). For the course backend set "
-                f"LABKIT_BASE_URL={COURSE_URL_EXAMPLE}.",
-                # a notebook shows stderr as a red box: this is news, not an error
-                file=sys.stdout if in_jupyter() else sys.stderr,
-            )
-        return _embedded_url
-
-
-def resolve_base_url(settings: Settings) -> str:
-    """The base URL requests go to: the configured one, or the embedded practice server's.
-
-    Example:
-        >>> resolve_base_url(Settings(base_url="http://lab:8008/api/v1"))
-        'http://lab:8008/api/v1'
-    """
-    return settings.base_url or _embedded_base_url()
-
-
-_clients: dict[tuple[str, str, float, int], openai.OpenAI] = {}
-
-
-def client(settings: Settings | None = None, *, max_retries: int = 2) -> openai.OpenAI:
-    """A configured ``openai.OpenAI`` client for the course backend (or the practice server).
-
-    With no base URL configured it starts the embedded practice server (once per process) and
-    prints one line saying so. ``settings.timeout`` bounds the wait for each chunk; connecting
-    gives up after 10 seconds. Clients are reused per (URL, key, timeout, retries): building one
-    costs ~20 ms, and a shared one keeps its connections open.
-
-    Example:
-        >>> c = client(Settings(base_url="http://127.0.0.1:8008/api/v1"))
-        >>> str(c.base_url), c is client(Settings(base_url="http://127.0.0.1:8008/api/v1"))
-        ('http://127.0.0.1:8008/api/v1/', True)
-    """
-    __tracebackhide__ = True
-    settings = settings or load_settings()
-    base_url = resolve_base_url(settings)
-    key = (base_url, settings.api_key or PLACEHOLDER_KEY, settings.timeout, max_retries)
-    with _lock:
-        made = _clients.get(key)
-        if made is None:
-            made = _clients[key] = openai.OpenAI(
-                base_url=base_url,
-                api_key=key[1],
-                timeout=openai.Timeout(settings.timeout, connect=10.0),
-                max_retries=max_retries,
-            )
-        return made
+    for name, spec in _FIELDS.items():
+        variables = spec.variables
+        if name == "api_key" and sources["base_url"] not in ("OPENAI_BASE_URL", _FIELDS["base_url"].unset):
+            # OPENAI_API_KEY goes only where OPENAI_BASE_URL points: a JupyterHub may set a real OpenAI
+            # key for other tools, and it must not be sent to a course backend that LABKIT_BASE_URL names.
+            variables = variables[:1]
+        if name in overrides:
+            values[name], sources[name] = overrides[name], "configure()"
+            continue
+        values[name], sources[name] = spec.default, spec.unset
+        for variable in variables:
+            raw = (os.environ if env is None else env).get(variable, "").strip()
+            if raw:
+                values[name], sources[name] = spec.check(raw, variable), variable
+                break
+    return Settings(**values, sources=sources)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal, Protocol, TextIO
 
-__all__ = ["LiveView", "JupyterView", "TerminalView", "NullView", "in_jupyter", "make_view", "DisplayMode"]
+__all__ = ["LiveView", "JupyterView", "TerminalView", "NullView", "in_jupyter", "make_view", "notice", "DisplayMode"]
 
 DisplayMode = Literal["auto", "jupyter", "terminal", "none"]
 
@@ -39,6 +39,16 @@ def in_jupyter() -> bool:
         return False
     shell = get_ipython()
     return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def notice(text: str) -> None:
+    """Tell the person something that is news, not an error (a wait, a server started): on stdout in
+    Jupyter (stderr shows as a red box there), on stderr in a terminal (stdout may be piped).
+
+    Example:
+        >>> notice("labkit: rate-limited: retrying in 5 s")  # doctest: +SKIP
+    """
+    print(text, file=sys.stdout if in_jupyter() else sys.stderr, flush=True)
 
 
 class NullView:

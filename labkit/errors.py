@@ -1,7 +1,27 @@
 """The errors labkit raises.
 
 Every message names the problem, the input that caused it and the fix, so a student can act on it
-without reading a traceback from inside Pillow, httpx or openai.
+without reading a traceback from inside Pillow, httpx or openai. Code raises the leaves, never the
+base class. The tree, and where each error is raised::
+
+    LabkitError                      catch-all for "labkit said no"; never raised itself
+    ├── UsageError (ValueError)      an argument labkit cannot use: chat(42), stream_chat(stream=…),
+    │                                run_batch(concurrency=0), duplicate batch ids   (streaming, batch)
+    ├── ConfigError (ValueError)     a setting (LABKIT_* variable or configure() argument)   (config)
+    ├── ImageError (ValueError)      an input that cannot become an image                   (images)
+    ├── OutputError (OSError)        a results file labkit cannot write: permissions, or another
+    │                                run holds its lock                                     (batch)
+    ├── BackendError                 the backend failed; .status and .body when it answered (failures)
+    │   ├── BackendUnreachable       nothing usable answered: refused, timed out, wrong path,
+    │   │                            embedded practice server failed to start   (failures, backend)
+    │   ├── UnexpectedResponse       something answered, but not a chat stream: an HTML login page,
+    │   │                            a JSON page, keep-alive comments only     (streaming, doctor)
+    │   ├── AuthError                HTTP 401/403: the key was refused                      (failures)
+    │   ├── ModelNotFound            the backend does not serve that model name             (failures)
+    │   ├── RequestRejected          HTTP 400/413/422: the request was invalid              (failures)
+    │   ├── RateLimited              HTTP 429/503: busy; .retry_after when the backend said (failures)
+    │   └── StreamError              an answer broke off; .partial_text, .reason           (streaming)
+    └── ServeError                   a local vLLM server failed to start or died            (serve)
 
 Example:
     >>> import labkit
@@ -16,10 +36,13 @@ from __future__ import annotations
 
 __all__ = [
     "LabkitError",
+    "UsageError",
     "ConfigError",
     "ImageError",
+    "OutputError",
     "BackendError",
     "BackendUnreachable",
+    "UnexpectedResponse",
     "AuthError",
     "ModelNotFound",
     "RequestRejected",
@@ -30,7 +53,11 @@ __all__ = [
 
 
 class LabkitError(Exception):
-    """Base class of every error labkit raises on purpose."""
+    """Base class of every error labkit raises on purpose (only its subclasses are raised)."""
+
+
+class UsageError(LabkitError, ValueError):
+    """A function was called with an argument it cannot use (a wrong type, a clash, a bad count)."""
 
 
 class ConfigError(LabkitError, ValueError):
@@ -39,6 +66,10 @@ class ConfigError(LabkitError, ValueError):
 
 class ImageError(LabkitError, ValueError):
     """An input could not be turned into an image the model can see."""
+
+
+class OutputError(LabkitError, OSError):
+    """labkit cannot write a results file: no permission, or another run is writing it."""
 
 
 class BackendError(LabkitError):
@@ -57,6 +88,11 @@ class BackendUnreachable(BackendError):
     """Nothing answered at the configured base URL (connection refused, DNS, timeout, wrong path)."""
 
 
+class UnexpectedResponse(BackendError):
+    """Something answered at the base URL, but not with a chat stream (an HTML page, a JSON page,
+    keep-alive comments only): the URL points at the wrong service."""
+
+
 class AuthError(BackendError):
     """The backend refused the API key (HTTP 401/403)."""
 
@@ -70,13 +106,21 @@ class RequestRejected(BackendError):
 
 
 class RateLimited(BackendError):
-    """The backend is busy or limits this key (HTTP 429/503); trying later helps."""
+    """The backend is busy or limits this key (HTTP 429/503); trying later helps.
+
+    ``retry_after`` is the wait in seconds the backend asked for (``None`` when it did not say).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, body: object = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, status=status, body=body)
+        self.retry_after = retry_after
 
 
 class StreamError(BackendError):
     """A streaming answer broke off. ``partial_text`` holds what arrived before it did; ``reason`` is
-    ``"dropped"`` (the connection broke), ``"stalled"`` (nothing arrived in time) or ``"backend"``
-    (the backend sent an error event)."""
+    ``"dropped"`` (the connection broke), ``"stalled"`` (nothing arrived in time), ``"incomplete"``
+    (the stream ended without a finish reason) or ``"backend"`` (the backend sent an error event)."""
 
     def __init__(
         self,

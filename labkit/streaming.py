@@ -3,8 +3,14 @@
 Both work with FastChat and vLLM streams: the role chunk, ``None`` or empty content, the usage chunk
 with empty ``choices``, FastChat's mid-stream ``{"error_code": …}`` event and vLLM's ``{"error": …}``
 event, dropped connections and stalls. A failure after text has arrived raises
-:class:`labkit.StreamError` carrying the partial text; before the first token, the request is
-retried. The leaked role prefix is removed as the text streams (:mod:`labkit.cleanup`).
+:class:`labkit.StreamError` carrying the partial text; before the first token, a dropped connection
+(and a rate limit, within the timeout and announced) is retried. The leaked role prefix is removed as
+the text streams (:mod:`labkit.cleanup`).
+
+Nothing is silent: an answer that is not an event stream (a login portal's HTML page, a JSON page)
+raises :class:`labkit.UnexpectedResponse` naming what came back, and a stream that ends without a
+finish reason raises :class:`labkit.StreamError` (``reason="incomplete"``). Every wait is bounded by
+the configured timeout, keep-alive comments included (:class:`_Watchdog`).
 """
 
 from __future__ import annotations
@@ -12,22 +18,69 @@ from __future__ import annotations
 # `__tracebackhide__ = True` in a function makes IPython leave its frame out of tracebacks, so a
 # student sees their own line and labkit's message, not labkit's internals.
 
+import socket
+import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import openai
 
+from . import backend
 from .cleanup import RolePrefixStripper
-from .config import Settings, client as make_client, load_settings, resolve_base_url
-from .display import DisplayMode, LiveView, make_view
-from .errors import LabkitError, StreamError
-from .failures import error_message, timeout_errors, transport_errors, translate_error
+from .config import Settings, load_settings
+from .display import DisplayMode, LiveView, make_view, notice
+from .errors import RateLimited, StreamError, UnexpectedResponse, UsageError
+from .failures import describe_body, error_message, timeout_errors, transport_errors, translate_error
+from .i18n import _
 from .images import ImageSource
 from .messages import Message, user
 
 __all__ = ["Reply", "ChatStream", "stream_chat", "chat"]
+
+NOTE_AFTER = 3.0  # seconds: a longer wait is announced before it starts
+_FOREIGN_BODY_LIMIT = 64 * 1024  # bytes of a non-stream answer read to describe it
+
+
+class _Watchdog:
+    """Bounds the wait for the next chunk of an open stream to ``timeout`` seconds, whatever arrives
+    in between: the HTTP read timeout restarts on every byte, so SSE keep-alive comments (which the
+    SSE decoder swallows) could hold a stream open forever. When no chunk came in time the socket is
+    shut down, which wakes the blocked read; the stream then reports the stall."""
+
+    def __init__(self, response: Any, timeout: float) -> None:
+        self._response = response
+        self._timeout = timeout
+        self._deadline = time.monotonic() + timeout
+        self._done = threading.Event()
+        self.fired = False
+        self._thread = threading.Thread(target=self._run, name="labkit-stream-watchdog", daemon=True)
+        self._thread.start()
+
+    def kick(self) -> None:
+        self._deadline = time.monotonic() + self._timeout
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _run(self) -> None:
+        while not self._done.wait(max(0.0, self._deadline - time.monotonic()) + 0.01):
+            if time.monotonic() >= self._deadline:
+                self.fired = True
+                self._cut()
+                return
+
+    def _cut(self) -> None:
+        stream = (getattr(self._response, "extensions", None) or {}).get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        try:
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+            else:
+                self._response.close()
+        except Exception:  # already closed: the stream ended by itself meanwhile
+            pass
 
 
 @dataclass
@@ -78,10 +131,12 @@ class Reply:
             >>> Reply(text="hi", ttft=0.5, total_time=2.5, chunks=41).timings()
             'first token 0.50 s · total 2.50 s · 41 tokens · 20.0 tokens/s'
         """
-        parts = [f"first token {self.ttft:.2f} s" if self.ttft is not None else "no tokens",
-                 f"total {self.total_time:.2f} s", f"{self.completion_tokens} tokens"]
+        parts = [_("first token {seconds:.2f} s").format(seconds=self.ttft) if self.ttft is not None
+                 else _("no tokens"),
+                 _("total {seconds:.2f} s").format(seconds=self.total_time),
+                 _("{n} tokens").format(n=self.completion_tokens)]
         if self.tokens_per_second is not None:
-            parts.append(f"{self.tokens_per_second:.1f} tokens/s")
+            parts.append(_("{rate:.1f} tokens/s").format(rate=self.tokens_per_second))
         return " · ".join(parts)
 
     def __str__(self) -> str:
@@ -94,21 +149,27 @@ class Reply:
 
 
 def _as_messages(prompt: str | list[Message], image: ImageSource | None) -> list[Message]:
+    __tracebackhide__ = True
     if isinstance(prompt, str):
         return [user(prompt, image)]
     if isinstance(prompt, list) and all(isinstance(m, dict) for m in prompt):
         if image is not None:
-            raise LabkitError("Pass image= only with a text question; with a message list, put the image in a "
-                              "message: labkit.user('question', image).")
+            raise UsageError(_("Pass image= only with a text question; with a message list, put the image in a "
+                               "message: labkit.user('question', image)."))
         if not prompt:
-            raise LabkitError("The message list is empty: pass a question, e.g. chat('Describe the image', image=path).")
+            raise UsageError(_("The message list is empty: pass a question, e.g. chat('Describe the image', "
+                               "image=path)."))
         return prompt
-    raise LabkitError(f"chat() takes a question (str) or a list of messages, not a {type(prompt).__name__}.")
+    raise UsageError(_("chat() takes a question (str) or a list of messages, not a {kind}.").format(
+        kind=type(prompt).__name__))
 
 
 class ChatStream:
     """An answer being streamed. Iterate it for cleaned text deltas; ``.reply`` has the result once
     the loop ends (however it ends).
+
+    ``notify`` is called with a sentence before a wait longer than a few seconds (a rate limit's
+    ``Retry-After``); ``sleep`` waits (a batch run passes one its stop button can cut short).
 
     Example:
         >>> stream = stream_chat("Hello", max_tokens=5)  # doctest: +SKIP
@@ -125,7 +186,10 @@ class ChatStream:
         self.options = options
         self.retries = retries
         self.reply = Reply(model=settings.model)
+        self.notify: Callable[[str], None] = notice
+        self.sleep: Callable[[float], Any] = time.sleep
         self._response: Any = None
+        self._watchdog: _Watchdog | None = None
         self._stripper = RolePrefixStripper()
         self._shown: list[str] = []
         self._generator: Generator[str, None, None] | None = None
@@ -133,7 +197,7 @@ class ChatStream:
     @property
     def base_url(self) -> str:
         """Where the request goes."""
-        return str(self._client.base_url).rstrip("/") if self._client else resolve_base_url(self.settings)
+        return str(self._client.base_url).rstrip("/") if self._client else backend.resolve_base_url(self.settings)
 
     def close(self) -> None:
         """Stop the generation: closes the HTTP response, so the server stops sending, and completes
@@ -149,6 +213,9 @@ class ChatStream:
         self._close_response()
 
     def _close_response(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
         if self._response is not None:
             self._response.close()
             self._response = None
@@ -156,14 +223,14 @@ class ChatStream:
     def _open(self) -> Any:
         __tracebackhide__ = True
         if self._client is None:
-            self._client = make_client(self.settings)
+            self._client = backend.client(self.settings)
         try:
             return self._client.chat.completions.create(  # type: ignore[call-overload]
                 model=self.settings.model, messages=self.messages, stream=True,
                 stream_options={"include_usage": True}, **self.options)
         except Exception as exc:  # openai/httpx errors become labkit errors with a fix
             raise translate_error(exc, base_url=self.base_url, model=self.settings.model,
-                                  api_key=self.settings.api_key) from None
+                                  api_key=self.settings.api_key, timeout=self.settings.timeout) from None
 
     def __iter__(self) -> Generator[str, None, None]:
         self._generator = self._attempts()
@@ -183,7 +250,28 @@ class ChatStream:
                 # request again behind others, and text already shown must not be asked for twice.
                 if self.reply.chunks or exc.reason != "dropped" or attempt > self.retries:
                     raise
-                time.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))
+                self.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))
+            except RateLimited as exc:
+                if attempt > self.retries:
+                    raise
+                self._wait_for_rate_limit(exc, attempt)
+
+    def _wait_for_rate_limit(self, exc: RateLimited, attempt: int) -> None:
+        """Wait as the backend asked, but never longer than the timeout, and never silently."""
+        __tracebackhide__ = True
+        wait = exc.retry_after if exc.retry_after is not None else min(4.0, 0.5 * 2 ** (attempt - 1))
+        if wait > self.settings.timeout:
+            # Waiting longer than the configured timeout would break the promise that every wait is
+            # bounded by it: say how long the backend asked for and let the person decide.
+            raise RateLimited(_(
+                "The backend at {url} is rate-limiting (HTTP {status}) and asks to wait {wait:g} s, longer than "
+                "LABKIT_TIMEOUT ({timeout:g} s). Try again in {wait:.0f} s, or lower the request rate.").format(
+                url=self.base_url, status=exc.status, wait=wait, timeout=self.settings.timeout),
+                status=exc.status, body=exc.body, retry_after=wait) from None
+        if wait > NOTE_AFTER:
+            self.notify(_("labkit: rate-limited: retrying in {seconds:.0f} s, press stop to cancel").format(
+                seconds=wait))
+        self.sleep(wait)
 
     def _run_once(self) -> Iterator[str]:
         __tracebackhide__ = True
@@ -193,8 +281,16 @@ class ChatStream:
         shown = self._shown = []  # also read by _partial() when the stream breaks
         start = time.perf_counter()
         self._response = self._open()
+        http = getattr(self._response, "response", None)
+        watchdog = self._watchdog = _Watchdog(http, self.settings.timeout) if http is not None else None
+        events = 0
         try:
+            if http is not None and not _is_event_stream(http):
+                raise self._foreign(http)
             for chunk in self._response:
+                events += 1
+                if watchdog is not None:
+                    watchdog.kick()
                 delta = self._content_of(chunk)
                 if not delta:
                     continue
@@ -206,6 +302,10 @@ class ChatStream:
                 if visible:
                     shown.append(visible)
                     yield visible
+            if reply.finish_reason is None:
+                if watchdog is not None and watchdog.fired:  # the watchdog ended a body read to its end
+                    raise self._stalled(events)
+                raise self._unfinished(events, http)
             tail = stripper.finish()
             if tail:
                 shown.append(tail)
@@ -214,19 +314,18 @@ class ChatStream:
             reply.interrupted = True
             reply.finish_reason = reply.finish_reason or "interrupted"
             raise
-        except StreamError:
-            raise
-        except openai.APITimeoutError:
-            raise self._stalled() from None
-        except openai.APIConnectionError:
-            raise self._broken() from None
-        except openai.APIError as exc:  # vLLM's {"error": …} event: openai raises on it
+        except openai.APIStatusError as exc:  # vLLM's {"error": …} event: openai raises on it
             message, code = error_message(exc.body)
             raise self._server_error(message or exc.message, code) from None
         except timeout_errors():
-            raise self._stalled() from None
+            raise self._stalled(events) from None
         except transport_errors():
+            if watchdog is not None and watchdog.fired:  # the watchdog cut a stream that sent no chunk in time
+                raise self._stalled(events) from None
             raise self._broken() from None
+        except openai.APIError as exc:  # an error event of another shape
+            message, code = error_message(exc.body)
+            raise self._server_error(message or exc.message, code) from None
         finally:
             # the reply is complete however the stream ended; text held back at the start belongs to it
             reply.raw = "".join(raw)
@@ -254,8 +353,8 @@ class ChatStream:
     def _note_usage(self, chunk: Any) -> None:
         usage = getattr(chunk, "usage", None)
         if usage is not None:
-            self.reply.usage = {k: int(getattr(usage, k)) for k in ("prompt_tokens", "completion_tokens",
-                                                                     "total_tokens") if getattr(usage, k, None) is not None}
+            names = ("prompt_tokens", "completion_tokens", "total_tokens")
+            self.reply.usage = {k: int(getattr(usage, k)) for k in names if getattr(usage, k, None) is not None}
 
     def _partial(self) -> str:
         """The cleaned text so far, including what the prefix stripper still holds back."""
@@ -263,24 +362,68 @@ class ChatStream:
 
     def _partial_note(self) -> str:
         n = len(self._partial())
-        return f"{n} characters arrived before that (kept in the error's .partial_text)" if n \
-            else "no text had arrived yet"
+        if n:
+            return _("{n} characters arrived before that (kept in the error's .partial_text)").format(n=n)
+        return _("no text had arrived yet")
+
+    def _foreign(self, http: Any) -> UnexpectedResponse:
+        """The answer is not an event stream: read a bounded part of it and say what it is."""
+        head = bytearray()
+        try:
+            for piece in http.iter_bytes():
+                head += piece
+                if len(head) >= _FOREIGN_BODY_LIMIT:
+                    break
+        except Exception:  # a broken or cut body still tells what it was from its start
+            pass
+        what = describe_body(http.headers.get("content-type"), bytes(head[:_FOREIGN_BODY_LIMIT]))
+        return UnexpectedResponse(_(
+            "The server at {url} answered with {what}, not a chat stream. LABKIT_BASE_URL probably points at "
+            "another service (a login portal, a web page, the wrong port): set it to the backend's API URL, "
+            "e.g. http://HOST:8008/api/v1 (the course backend) or http://HOST:8000/v1 (vLLM). If a login page "
+            "came back, log in to the network first.").format(url=self.base_url, what=what),
+            status=http.status_code, body=what)
+
+    def _unfinished(self, events: int, http: Any) -> UnexpectedResponse | StreamError:
+        """The stream ended cleanly but never said it was finished."""
+        if events == 0:
+            size = getattr(http, "num_bytes_downloaded", 0) if http is not None else 0
+            return UnexpectedResponse(_(
+                "The server at {url} opened an event stream but sent no answer events ({size:,} bytes: empty "
+                "events or keep-alive comments only) and closed it. Check that LABKIT_BASE_URL is the chat "
+                "backend, then ask again; if it keeps happening, tell your TA.").format(url=self.base_url, size=size),
+                status=getattr(http, "status_code", None))
+        return StreamError(_(
+            "The answer from {url} was cut off: the stream ended without a finish reason (a proxy or the "
+            "backend closed it early); {partial}. Ask again; if it keeps happening, tell your TA.").format(
+            url=self.base_url, partial=self._partial_note()), partial_text=self._partial(), reason="incomplete")
 
     def _broken(self) -> StreamError:
-        return StreamError(f"The answer from {self.base_url} broke off: the connection dropped; "
-                           f"{self._partial_note()}. Ask again; if it keeps happening, the backend may be restarting.",
-                           partial_text=self._partial(), reason="dropped")
+        return StreamError(_(
+            "The answer from {url} broke off: the connection dropped; {partial}. Ask again; if it keeps "
+            "happening, the backend may be restarting.").format(url=self.base_url, partial=self._partial_note()),
+            partial_text=self._partial(), reason="dropped")
 
-    def _stalled(self) -> StreamError:
-        return StreamError(f"The answer from {self.base_url} stalled: nothing arrived for {self.settings.timeout:g} s "
-                           f"(LABKIT_TIMEOUT); {self._partial_note()}. Ask again, or raise LABKIT_TIMEOUT.",
-                           partial_text=self._partial(), reason="stalled")
+    def _stalled(self, events: int = 1) -> StreamError:
+        return StreamError(_(
+            "The answer from {url} stalled: nothing arrived for {seconds:g} s (LABKIT_TIMEOUT); {partial}. "
+            "Ask again, or raise LABKIT_TIMEOUT if the backend is known to be slow.").format(
+            url=self.base_url, seconds=self.settings.timeout, partial=self._partial_note()),
+            partial_text=self._partial(), reason="stalled")
 
     def _server_error(self, message: str, code: Any) -> StreamError:
         said = " ".join(message.replace("**", "").split())  # one line, without Markdown emphasis
-        return StreamError(f"The backend reported an error mid-answer (code {code}): {said}; "
-                           f"{self._partial_note()}. Ask again in a moment.",
-                           partial_text=self._partial(), reason="backend", body={"message": message, "code": code})
+        return StreamError(_(
+            "The backend reported an error mid-answer (code {code}): {said}; {partial}. Ask again in a "
+            "moment.").format(code=code, said=said, partial=self._partial_note()),
+            partial_text=self._partial(), reason="backend", body={"message": message, "code": code})
+
+
+def _is_event_stream(http: Any) -> bool:
+    """Whether an answer is a server-sent-event stream (a missing content type is given the benefit of
+    the doubt: the events, or their absence, then tell)."""
+    kind = http.headers.get("content-type", "")
+    return not kind or kind.split(";")[0].strip().lower() == "text/event-stream"
 
 
 def stream_chat(
@@ -312,8 +455,8 @@ def stream_chat(
     __tracebackhide__ = True
     clash = sorted({"messages", "stream", "stream_options"} & set(extra))
     if clash:
-        raise LabkitError(f"stream_chat sets {', '.join(clash)} itself: leave {'it' if len(clash) == 1 else 'them'} "
-                          "out (pass the question or a message list as the first argument).")
+        raise UsageError(_("stream_chat sets {names} itself: leave them out (pass the question or a message list "
+                           "as the first argument).").format(names=", ".join(clash)))
     settings = settings or load_settings()
     if model:
         settings = replace(settings, model=model)
@@ -351,10 +494,10 @@ def chat(
         deltas.close()  # the response is closed, timings are set
         reply = stream.reply
         reply.interrupted, reply.finish_reason = True, "interrupted"
-        view.finish(reply.text, "⏹ stopped: the partial answer is kept in the returned reply's .text")
+        view.finish(reply.text, _("⏹ stopped: the partial answer is kept in the returned reply's .text"))
         return reply
     except StreamError as exc:
-        view.finish(exc.partial_text, "⚠ the answer broke off (see the error below)")
+        view.finish(exc.partial_text, _("⚠ the answer broke off (see the error below)"))
         raise
     view.finish(stream.reply.text)
     return stream.reply

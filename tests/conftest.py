@@ -15,9 +15,10 @@ from labkit.practice import serve_in_thread
 def pytest_collection(session: pytest.Session) -> None:
     """Notebooks run by nbval in the same session use the embedded practice server, whatever this
     machine's environment says (their kernels inherit it; the practice server's own
-    LABKIT_PRACTICE_* settings, such as fast pacing, are kept)."""
+    LABKIT_PRACTICE_* settings, such as fast pacing, are kept; so is LABKIT_SKIP_BROWSER, read by tests/browser)."""
     for name in list(os.environ):
-        if name.startswith(("LABKIT_", "OPENAI_")) and not name.startswith("LABKIT_PRACTICE_"):
+        if name.startswith(("LABKIT_", "OPENAI_")) and not name.startswith("LABKIT_PRACTICE_") \
+                and name != "LABKIT_SKIP_BROWSER":
             del os.environ[name]
 
 

@@ -90,3 +90,84 @@ def test_import_starts_nothing() -> None:
     code = "import threading, labkit, labkit.practice; print(threading.active_count())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "1" and out.stderr == ""
+
+
+@pytest.mark.parametrize("key,shown", [
+    ("abcdefghi", "*** (9 chars)"),
+    ("dummy_key", "*** (9 chars)"),
+    ("sk-course-1234567890", "…7890 (20 chars)"),
+])
+def test_mask_key_shows_at_most_four_characters_and_none_of_a_short_key(key: str, shown: str) -> None:
+    assert labkit.mask_key(key) == shown
+    assert sum(c in key for c in shown.split(" (")[0].strip("*…")) <= 4
+
+
+def test_configure_none_returns_one_field_to_its_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    labkit.configure(base_url="http://127.0.0.1:8000/v1", model="served", timeout=5)
+    labkit.configure(base_url=None)  # only base_url goes back
+    s = load_settings()
+    assert (s.base_url, s.model, s.timeout) == (None, "served", 5.0)
+    assert s.sources["base_url"] == "not set: embedded practice server"
+    monkeypatch.setenv("LABKIT_MODEL", "from-env")
+    labkit.configure(model=None)
+    assert load_settings().model == "from-env"  # the environment applies again
+    labkit.configure(timeout=None)
+    assert load_settings().timeout == 120
+
+
+def test_the_key_is_a_secret_that_never_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABKIT_API_KEY", "sk-course-secret-0123456789")
+    key = load_settings().api_key
+    assert isinstance(key, labkit.Secret) and key == "sk-course-secret-0123456789"
+    for shown in (repr(key), str(key), f"{key}", f"{key!r}", f"{key:>40}", repr(load_settings())):
+        assert "secret" not in shown and "0123456789" not in shown
+    assert key.reveal() == "sk-course-secret-0123456789"
+
+
+def test_a_verbose_traceback_never_shows_the_key() -> None:
+    """What a student sees after `%xmode Verbose`: every frame's locals and the attributes on each line."""
+    from IPython.core.ultratb import VerboseTB
+
+    from labkit.practice import serve_in_thread
+
+    secret = "sk-course-secret-0123456789"
+    with serve_in_thread(fast=True, api_keys=("the-course-key",)) as base:
+        labkit.configure(base_url=base, api_key=secret)
+        try:
+            labkit.chat("Hi", display=False)
+        except labkit.AuthError:
+            text = VerboseTB().text(*sys.exc_info())
+        else:
+            pytest.fail("the wrong key was accepted")
+    assert "self.settings.api_key" in text and "Secret('…6789 (27 chars)')" in text  # the line was shown
+    assert secret not in text and "0123456789" not in text
+
+
+def test_a_failed_embedded_start_is_backend_unreachable() -> None:
+    code = ("import labkit\n"
+            "try:\n"
+            "    labkit.chat('Hi', display=False)\n"
+            "except labkit.BackendUnreachable as e:\n"
+            "    print('BackendUnreachable:', e)\n")
+    env = {"PATH": "/usr/bin:/bin", "LABKIT_PRACTICE_DIALECT": "bogus"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "BackendUnreachable: No backend is configured and the built-in practice server could not start" in out.stdout
+    assert "LABKIT_PRACTICE_DIALECT='bogus'" in out.stdout and "LABKIT_BASE_URL" in out.stdout
+
+
+def test_debug_logs_never_show_the_key(caplog: pytest.LogCaptureFixture) -> None:
+    """openai's and httpx's DEBUG logging (what OPENAI_LOG=debug turns on), for an answer and a refusal."""
+    from labkit.practice import serve_in_thread
+
+    secret = "sk-course-secret-0123456789"
+    caplog.set_level("DEBUG")
+    with serve_in_thread(fast=True, api_keys=(secret,)) as base:
+        labkit.configure(base_url=base, api_key=secret)
+        assert labkit.chat("Hi", display=False, max_tokens=3).text
+        labkit.configure(api_key="sk-wrong-secret-9876543210")
+        with pytest.raises(labkit.AuthError):
+            labkit.chat("Hi", display=False)
+    logged = caplog.text
+    assert "HTTP Request: POST" in logged or "Request options" in logged  # the debug log was on
+    assert "0123456789" not in logged and "9876543210" not in logged

@@ -59,7 +59,7 @@ def test_doctor_reports_and_fixes(fastchat_url: str) -> None:
     labkit.configure(base_url=fastchat_url, api_key="course-secret-123456")
     report = doctor(echo=lines.append)
     assert report.ok and report.ttft is not None
-    assert "course-secret-123456" not in "\n".join(lines) and "cou…3456" in lines[0]
+    assert "course-secret-123456" not in "\n".join(lines) and "…3456" in lines[0]
     assert any("lists 1 model(s): llava-v1.6-34b" in line for line in lines)
     labkit.configure(model="llava-v1.6-mistral-7b")
     report = doctor(echo=lines.append)

@@ -107,14 +107,33 @@ def test_busy_backend_is_retried_then_explained() -> None:
 
 
 def test_interrupt_keeps_the_partial_reply() -> None:
+    """The stop button while tokens stream in. The SIGINT is sent once a few tokens have arrived (not
+    after a fixed delay: on a busy machine the first token may come later than any delay), while the
+    main thread waits for the next one on the socket, as it does when a student presses stop."""
+    arrived = threading.Event()
+
+    class View(RecordingView):
+        def update(self, delta: str) -> None:
+            super().update(delta)
+            if len(self.updates) == 5:
+                arrived.set()
+
+    def press_stop() -> None:
+        if arrived.wait(30):
+            os.kill(os.getpid(), signal.SIGINT)
+
     with serve_in_thread(PracticeConfig(ttft=0.05, ttft_per_image=0.0, tokens_per_second=40)) as base:
         labkit.configure(base_url=base)
-        timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
-        timer.start()
-        reply = labkit.chat("Describe it in about 300 words", image=IMAGES / "chelsea.jpg", display=False)
-        timer.join()
+        view = View()
+        presser = threading.Thread(target=press_stop, daemon=True)
+        presser.start()
+        reply = labkit.chat("Describe it in about 300 words", image=IMAGES / "chelsea.jpg", display=view)
+        presser.join()
+    assert arrived.is_set()
     assert reply.interrupted and reply.finish_reason == "interrupted"
-    assert 0 < len(reply.text.split()) < 100
+    assert 0 < len(reply.text.split()) < 100  # stopped early: the answer has about 300 words
+    assert reply.text == "".join(view.updates) and view.finished is not None
+    assert view.finished[0] == reply.text and "stopped" in view.finished[1]
 
 
 @pytest.mark.parametrize("setup,error,needle", [

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 
+import anyio
+import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .brain import compose_answer, split_tokens
 from .config import FaultConfig, PracticeConfig, parse_faults
 from .dialects import DONE, FastChatDialect, VLLMDialect, content_event, dialect_for
+from .engine import Engine
 from .validation import ChatRequest, Problem, parse_request
 
 __all__ = ["create_app", "FAULT_HEADER", "LEAK"]
@@ -61,13 +64,48 @@ class _Admission:
                 pass
 
 
+_log = logging.getLogger("uvicorn.error")
+
+
+class _RateWindows:
+    """Request times of the last minute per client, for ``--rate-limit``: a bounded map (clients idle
+    for a minute are forgotten, and beyond ``max_clients`` the least recently seen goes first)."""
+
+    def __init__(self, max_clients: int = 4096) -> None:
+        self._windows: OrderedDict[str, deque[float]] = OrderedDict()
+        self._max = max_clients
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def admit(self, client: str, limit: int, now: float) -> int | None:
+        """Record a request; ``None`` when admitted, else the seconds until one is allowed."""
+        while self._windows:  # forget clients whose newest request is over a minute old
+            oldest_key, oldest = next(iter(self._windows.items()))
+            if oldest and now - oldest[-1] <= 60 and len(self._windows) < self._max:
+                break
+            del self._windows[oldest_key]
+        window = self._windows.pop(client, None) or deque()
+        self._windows[client] = window  # most recently seen last
+        while window and now - window[0] > 60:
+            window.popleft()
+        if len(window) >= limit:
+            return max(1, int(61 - (now - window[0])))
+        window.append(now)
+        return None
+
+
 class _State:
     def __init__(self, config: PracticeConfig) -> None:
         self.config = config
         self.admission = _Admission()
         self.dialect: FastChatDialect | VLLMDialect = dialect_for(config.dialect)
         self.faulted_requests = 0
-        self.requests_by_key: dict[str, deque[float]] = defaultdict(deque)
+        self.rate = _RateWindows()
+        self.engine = Engine(config)
+        # Decoding and analysing images is the heavy part of a request: a few at a time, in threads,
+        # so that memory stays bounded and the event loop (and /health) stays responsive.
+        self.heavy = anyio.CapacityLimiter(2)
 
 
 def _bearer(request: Request) -> str:
@@ -97,18 +135,17 @@ def _check_access(state: _State, request: Request, faults: FaultConfig) -> Respo
         return dialect.error(503, "The model worker is unavailable (injected fault): retry in a few seconds",
                              code=50005, kind="ServiceUnavailableError")
     if faults.rate_limit:
-        now = time.monotonic()
-        window = state.requests_by_key[key]
-        while window and now - window[0] > 60:
-            window.popleft()
-        if len(window) >= faults.rate_limit:
-            retry = max(1, int(61 - (now - window[0])))
+        # Per API key when keys are enforced; otherwise per client address, so that rotating made-up
+        # keys gets around nothing.
+        client = f"key:{key}" if config.api_keys else f"addr:{request.client.host if request.client else '?'}"
+        retry = state.rate.admit(client, faults.rate_limit, time.monotonic())
+        if retry is not None:
+            per = "API key" if config.api_keys else "client"
             response = dialect.error(
-                429, f"Rate limit: at most {faults.rate_limit} requests per minute per API key; retry in {retry} s",
+                429, f"Rate limit: at most {faults.rate_limit} requests per minute per {per}; retry in {retry} s",
                 code=42901, kind="RateLimitError")
             response.headers["retry-after"] = str(retry)
             return response
-        window.append(now)
     return None
 
 
@@ -149,7 +186,7 @@ async def _stream(state: _State, req: ChatRequest, faults: FaultConfig) -> Async
     token, and streams let newly arrived requests have their first token before they go on; the bytes
     on the wire are the same."""
     config, dialect = state.config, state.dialect
-    admitted = True
+    admitted, decoding = True, False
     try:
         cid, created, model = dialect.new_id(), int(time.time()), req.model
         tokens, reason, usage = _answer(req, config.leak_role_prefix)
@@ -161,8 +198,10 @@ async def _stream(state: _State, req: ChatRequest, faults: FaultConfig) -> Async
         if config.paced:
             state.admission.served()
             admitted = False
-            await asyncio.sleep(config.ttft + config.ttft_per_image * len(req.prompt.images))
-        delay = 1.0 / config.tokens_per_second if config.paced else 0.0
+            await state.engine.prefill(len(req.prompt.images))  # queued behind other prefills
+            state.engine.running += 1  # in the decoding batch until the stream ends
+            decoding = True
+        paced = config.paced
         sent = len(tokens) - 1 if dialect.last_token_in_finish else len(tokens)
         batch: list[bytes] = []
         for i in range(len(tokens) + 1):
@@ -181,9 +220,9 @@ async def _stream(state: _State, req: ChatRequest, faults: FaultConfig) -> Async
             if i >= sent:
                 break
             event = content_event(frame, tokens[i])
-            if delay:
+            if paced:
                 yield event
-                await asyncio.sleep(delay)
+                await asyncio.sleep(state.engine.token_delay())  # slower the more streams share the batch
             elif admitted:
                 yield role + event  # the first token goes out at once (with the role chunk, unpaced)
                 state.admission.served()
@@ -204,6 +243,8 @@ async def _stream(state: _State, req: ChatRequest, faults: FaultConfig) -> Async
     finally:
         if admitted:
             state.admission.served()
+        if decoding:
+            state.engine.running -= 1
 
 
 def _fault_at(i: int, faults: FaultConfig) -> str | None:
@@ -254,9 +295,12 @@ def create_app(config: PracticeConfig | None = None) -> Starlette:
             return refused
         try:
             raw = await _read_body(request, config.max_body_bytes)
-            req = await run_in_threadpool(parse_request, raw, config)
+            req = await anyio.to_thread.run_sync(parse_request, raw, config, limiter=state.heavy)
         except Problem as p:
             return dialect.error(p.status, p.message, code=p.code, kind=p.kind, param=p.param)
+        except ClientDisconnect:  # the client went away mid-body: nothing to answer, nothing to log
+            _log.info("practice server: a client disconnected before sending the whole request")
+            return Response(status_code=400)
         if req.stream:
             return StreamingResponse(_stream(state, req, faults), media_type="text/event-stream")
         tokens, reason, usage = _answer(req, config.leak_role_prefix)

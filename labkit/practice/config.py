@@ -8,6 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from ..errors import ConfigError
+from ..i18n import _
+
 __all__ = ["Dialect", "FaultConfig", "PracticeConfig", "parse_faults"]
 
 Dialect = Literal["fastchat", "vllm"]
@@ -38,6 +41,15 @@ class FaultConfig:
     times: int | None = None
     rate_limit: int | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("drop_after", "stall_after", "error_after", "stall_seconds"):
+            _check(name, getattr(self, name), low=0)
+        for name in ("times", "rate_limit"):
+            _check(name, getattr(self, name), low=1)
+        if self.fail_status not in (None, 429, 503):
+            raise ConfigError(_("fail_status={value} is not a fault status: use 429 or 503").format(
+                value=self.fail_status))
+
     def any(self) -> bool:
         """Whether any fault is switched on.
 
@@ -49,6 +61,17 @@ class FaultConfig:
             v is not None
             for v in (self.drop_after, self.stall_after, self.error_after, self.fail_status, self.rate_limit)
         )
+
+
+def _check(name: str, value: float | None, *, low: float, low_ok: bool = True) -> None:
+    """Refuse a setting that is not a finite number at or above ``low`` (above, when not ``low_ok``)."""
+    if value is None:
+        return
+    bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+    if bad or value < low or (value == low and not low_ok):
+        bound = (_("at least {low}") if low_ok else _("above {low}")).format(low=f"{low:g}")
+        raise ConfigError(_("The practice server's {name}={value!r} is not usable: give a finite number "
+                            "{bound}").format(name=name, value=value, bound=bound))
 
 
 _FAULT_KEYS = {
@@ -118,6 +141,20 @@ class PracticeConfig:
     api_keys: tuple[str, ...] = ()
     faults: FaultConfig = field(default_factory=FaultConfig)
     fault_header: bool = True
+    header_timeout: float = 10.0
+    keep_alive_timeout: float = 5.0
+    body_timeout: float = 30.0
+    max_connections: int = 2048
+
+    def __post_init__(self) -> None:
+        _check("tokens_per_second", self.tokens_per_second, low=0, low_ok=False)
+        for name in ("ttft", "ttft_per_image"):
+            _check(name, getattr(self, name), low=0)
+        for name in ("header_timeout", "keep_alive_timeout", "body_timeout"):
+            _check(name, getattr(self, name), low=0, low_ok=False)
+        for name in ("max_body_bytes", "max_model_len", "max_connections"):
+            _check(name, getattr(self, name), low=1)
+        _check("max_images", self.max_images, low=0)
 
     @property
     def paced(self) -> bool:

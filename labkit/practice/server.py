@@ -15,6 +15,7 @@ import uvicorn
 
 from .app import DropConnection, create_app
 from .config import PracticeConfig
+from .connections import MAX_HEADER_BYTES, connection_ceiling, guarded_protocol
 
 __all__ = ["PracticeServer", "serve_in_thread", "start_embedded_server", "run_forever"]
 
@@ -75,9 +76,7 @@ class PracticeServer:
             raise RuntimeError(f"cannot listen on {self.host}:{self.port} ({exc.strerror}): choose another port, "
                                "or port=0 for a free one") from None
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(self.config), log_level="warning", access_log=False, lifespan="off",
-                                timeout_keep_alive=30, backlog=2048)
-        server = uvicorn.Server(config)
+        server = uvicorn.Server(_uvicorn_config(self.config, log_level="warning"))
         # uvicorn installs no signal handlers outside the main thread: Ctrl-C stays the notebook's.
         self._server = server
         self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
@@ -156,5 +155,17 @@ def run_forever(config: PracticeConfig, host: str = "127.0.0.1", port: int = 800
         >>> run_forever(PracticeConfig(), port=8008)  # doctest: +SKIP
     """
     _install_log_filter()
-    uvicorn.run(create_app(config), host=host, port=port, log_level="info", access_log=False,
-                timeout_keep_alive=30, backlog=2048)
+    uvicorn.Server(_uvicorn_config(config, log_level="info", host=host, port=port, own_process=True)).run()
+
+
+def _uvicorn_config(config: PracticeConfig, *, log_level: str, own_process: bool = False,
+                    **where: object) -> uvicorn.Config:
+    """uvicorn settings: idle keep-alive timeout as vLLM and FastChat have it (5 s), header and body
+    timeouts, a header size limit and a connection limit that leaves room for real requests."""
+    protocol = guarded_protocol(header_timeout=config.header_timeout, body_timeout=config.body_timeout,
+                                max_connections=connection_ceiling(config.max_connections,
+                                                                   raise_soft_limit=own_process))
+    return uvicorn.Config(create_app(config), log_level=log_level, access_log=False, lifespan="off",
+                          http=protocol, timeout_keep_alive=max(1, round(config.keep_alive_timeout)),
+                          h11_max_incomplete_event_size=MAX_HEADER_BYTES, backlog=2048,
+                          **where)  # type: ignore[arg-type]

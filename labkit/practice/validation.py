@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ from .vision import ImageDecodeError, ImageFacts, analyse, decode_data_url, imag
 __all__ = ["Problem", "ChatRequest", "parse_request"]
 
 ROLES = ("system", "user", "assistant")
+#: The temperature when a request sends none: vLLM's sampling default, FastChat 0.2.36's request default.
+DEFAULT_TEMPERATURE = {"vllm": 1.0, "fastchat": 0.7}
 TEMPLATE_TOKENS_PER_MESSAGE = 4
 
 
@@ -44,6 +47,42 @@ class ChatRequest:
     max_tokens: int
     prompt: Prompt
     prompt_tokens: int
+
+
+# A lone UTF-16 surrogate can only come from a \\uD8xx…\\uDFxx escape or from UTF-8 bytes ED A0–BF (json.loads
+# decodes bytes with "surrogatepass"): look for the structure's strings only when the body has one.
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: The brain reads at most this much of the question and system text (the whole is still counted).
+_BRAIN_CHARS = 4096
+
+
+def _surrogate_problem(body: Any, dialect: str) -> Problem | None:
+    """The first string (or key) holding a lone surrogate, as the error the dialect would answer."""
+    stack: list[tuple[Any, str]] = [(body, "body")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                stack.append((key, f"{where} key"))
+                stack.append((item, f"{where}.{key}" if isinstance(key, str) and key.isidentifier() else where))
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(value))
+        elif isinstance(value, str):
+            m = _SURROGATE.search(value)
+            if m is None:
+                continue
+            position = m.start()
+            # Python's own words, which vLLM relays when its tokenizer meets the string.
+            reason = (f"'utf-8' codec can't encode character {m.group()!r} in position {position}: "
+                      "surrogates not allowed")
+            if dialect == "vllm":
+                return Problem(400, reason, param=where.split(".")[0].split("[")[0] if where != "body" else None)
+            where = where[5:] if where.startswith("body.") else where
+            return Problem(400, f"{where} is not valid Unicode ({reason}): a lone UTF-16 surrogate is half of an "
+                                "emoji or a cut string; send the text as UTF-8, e.g. with json.dumps",
+                           param=where.split(".")[0].split("[")[0])
+    return None
 
 
 def _number(body: dict[str, Any], name: str, lo: float, hi: float | None, dialect: str,
@@ -147,6 +186,10 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
         raise Problem(400, f"The request body is not valid JSON ({str(exc)[:80]}): send a JSON object") from None
     if not isinstance(body, dict):
         raise Problem(400, "The request body must be a JSON object with 'model' and 'messages'")
+    if (b"\\ud" in raw or b"\\uD" in raw or b"\xed" in raw) and _MAYBE_SURROGATE.search(raw):
+        problem = _surrogate_problem(body, config.dialect)
+        if problem is not None:
+            raise problem
     missing = [k for k in ("model", "messages") if k not in body]
     if missing:
         raise Problem(400, f"The request has no {' or '.join(repr(m) for m in missing)} field: every chat request "
@@ -166,9 +209,12 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
                            "client.chat.completions.create(...) and read the chunks", param="stream")
 
     max_tokens = _number(body, "max_tokens", 1, None, config.dialect, integer=True)
-    _number(body, "temperature", 0, 2, config.dialect)
-    _number(body, "top_p", 0, 1, config.dialect)
+    temperature = _number(body, "temperature", 0, 2, config.dialect)
+    top_p = _number(body, "top_p", 0, 1, config.dialect)
     _number(body, "n", 1, 1, config.dialect, integer=True)
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or abs(seed) >= 2**63):
+        raise Problem(400, f"'seed' must be an integer, got {seed!r}", param="seed")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise Problem(400, "'stream_options' must be an object such as {'include_usage': true}", param="stream_options")
@@ -185,28 +231,47 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
             raise Problem(400, f"Image {k + 1}: {exc}", param="image") from None
         digests.append(hashlib.blake2b(data, digest_size=16).hexdigest())
 
-    prompt_tokens = sum(TEMPLATE_TOKENS_PER_MESSAGE + sum(count_text_tokens(t) for t in texts)
-                        for _, texts in texts_by_role)
-    prompt_tokens += sum(image_tokens(f.width, f.height) for f in facts)
+    text_tokens = sum(TEMPLATE_TOKENS_PER_MESSAGE + sum(count_text_tokens(t) for t in texts)
+                      for _, texts in texts_by_role)
+    # vLLM counts the prompt as the model sees it: each image expands to its anyres feature tokens.
+    prompt_tokens = text_tokens + sum(image_tokens(f.width, f.height) for f in facts)
     limit = config.max_model_len
-    if prompt_tokens >= limit:
-        raise Problem(400, f"This model's maximum context length is {limit} tokens. However, your messages resulted "
-                           f"in {prompt_tokens} tokens. Please reduce the length of the messages (or drop images).",
-                      40303, param="messages")
-    if max_tokens is not None and prompt_tokens + max_tokens > limit:
-        raise Problem(400, f"This model's maximum context length is {limit} tokens. However, you requested "
-                           f"{prompt_tokens + int(max_tokens)} tokens ({prompt_tokens} in the messages, "
-                           f"{int(max_tokens)} in the completion). Please reduce the length of the messages or "
-                           "completion.", 40303, param="max_tokens")
+    room = limit - prompt_tokens  # what the engine can still generate, images included
+    if config.dialect == "vllm":
+        # vLLM's _validate_input: the prompt must leave room, max_tokens must fit; absent, it fills the rest.
+        if max_tokens is None and prompt_tokens >= limit:
+            raise Problem(400, f"This model's maximum context length is {limit} tokens. However, you requested "
+                               f"{prompt_tokens} tokens in the messages, Please reduce the length of the messages.")
+        if max_tokens is not None and prompt_tokens + max_tokens > limit:
+            raise Problem(400, f"This model's maximum context length is {limit} tokens. However, you requested "
+                               f"{prompt_tokens + int(max_tokens)} tokens ({prompt_tokens} in the messages, "
+                               f"{int(max_tokens)} in the completion). Please reduce the length of the messages or "
+                               "completion.")
+        answer_limit = int(max_tokens) if max_tokens is not None else room
+    else:
+        # FastChat 0.2.36's check_length counts the prompt's text only (the worker's count_token) and
+        # caps max_tokens by what that leaves; 40303 only when nothing is left.
+        if text_tokens >= limit:
+            raise Problem(400, f"This model's maximum context length is {limit} tokens. However, your messages "
+                               f"resulted in {text_tokens} tokens. Please reduce the length of the messages.",
+                          40303, param="messages")
+        answer_limit = min(int(max_tokens) if max_tokens is not None else 1024 * 1024, limit - text_tokens)
+        # The engine behind it counts the images too: it stops when the real context is full, and a
+        # prompt already over it ends at once with nothing generated and finish_reason "length"
+        # (vLLM ignores an over-long prompt with a warning; FastChat relays the empty answer).
+        answer_limit = max(0, min(answer_limit, room))
 
-    question = next((" ".join(t) for r, t in reversed(texts_by_role) if r == "user"), "")
-    system = " ".join(" ".join(t) for r, t in texts_by_role if r == "system")
+    question = next((" ".join(p[:_BRAIN_CHARS] for p in t)[:_BRAIN_CHARS]
+                     for r, t in reversed(texts_by_role) if r == "user"), "")
+    system = " ".join(" ".join(p[:_BRAIN_CHARS] for p in t) for r, t in texts_by_role if r == "system")[:_BRAIN_CHARS]
     turn = sum(1 for r, _ in texts_by_role if r == "user")
     return ChatRequest(
         model=model,
         stream=stream,
         include_usage=include_usage,
-        max_tokens=int(max_tokens) if max_tokens is not None else limit - prompt_tokens,
-        prompt=Prompt(question, tuple(facts), turn, system, request_fingerprint(body, texts_by_role, digests)),
+        max_tokens=answer_limit,
+        prompt=Prompt(question, tuple(facts), turn, system, request_fingerprint(body, texts_by_role, digests),
+                      temperature=float(temperature if temperature is not None else DEFAULT_TEMPERATURE[config.dialect]),
+                      top_p=float(top_p if top_p is not None else 1.0), seeded=seed is not None),
         prompt_tokens=prompt_tokens,
     )

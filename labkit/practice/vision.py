@@ -16,14 +16,13 @@ import warnings
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 __all__ = ["ImageFacts", "ImageDecodeError", "decode_data_url", "analyse", "image_tokens"]
 
 # LLaVA-NeXT anyres grid (llava-hf/llava-v1.6-34b-hf config.json), tiles of 336 px, 24×24 features.
 _PINPOINTS = ((336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008))
 _TILE, _FEATURES = 336, 24
-_MAX_PIXELS = 64_000_000
 
 
 class ImageDecodeError(ValueError):
@@ -150,51 +149,100 @@ def image_tokens(width: int, height: int) -> int:
     return _FEATURES * _FEATURES + rows * cols + rows
 
 
+#: Pillow's own refusal (``Image.MAX_IMAGE_PIXELS * 2``): what vLLM answers for a bigger image.
+PIL_BOMB_PIXELS = 2 * 89_478_485
+#: What the practice server decodes in full: formats without reduced-scale decoding (PNG, WebP, GIF…)
+#: cost 4 bytes a pixel in Pillow, so this caps one decode at 128 MiB. JPEG decodes at 1/8 scale.
+MAX_DECODED_PIXELS = 2**25
+_OPEN_LOCK = threading.Lock()  # warnings.catch_warnings() is process-wide: one opener at a time
+
+
+def _bomb(pixels: int, limit: int) -> ImageDecodeError:
+    # Pillow's DecompressionBombError wording, as vLLM relays it in its 400.
+    return ImageDecodeError(f"Image size ({pixels} pixels) exceeds limit of {limit} pixels, could be "
+                            "decompression bomb DOS attack.")
+
+
 def _open(data: bytes) -> Image.Image:
+    """Read the header only (nothing is decoded yet) and refuse images too large to decode."""
     head = data[:256].lstrip().lower()
     if head.startswith(b"<svg") or head.startswith(b"<?xml"):
         raise ImageDecodeError("the image is SVG, which the model cannot read: convert it to PNG or JPEG first")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _OPEN_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked below
             img = Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageDecodeError("the image is a decompression bomb (far too many pixels): send a normal photo") from None
+            width, height = img.size
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(str(exc)) from None
     except Exception as exc:  # Pillow raises many types for bad input
         raise ImageDecodeError(
             f"the image data is not an image Pillow can open ({exc.__class__.__name__}): send a JPEG, PNG, WebP or GIF"
         ) from None
-    if img.width * img.height > _MAX_PIXELS:
-        raise ImageDecodeError(
-            f"the image is {img.width}×{img.height} pixels, over the {_MAX_PIXELS // 1_000_000} megapixel limit: "
-            "downscale it first (labkit.encode_image does)"
-        )
+    pixels = width * height
+    if pixels > PIL_BOMB_PIXELS:
+        raise _bomb(pixels, PIL_BOMB_PIXELS)
+    if pixels <= 0:
+        raise ImageDecodeError(f"the image is {width}×{height} pixels, which has no pixels: send a real image")
+    if img.format != "JPEG" and pixels > MAX_DECODED_PIXELS:
+        raise _bomb(pixels, MAX_DECODED_PIXELS)
     return img
+
+
+_THUMB = (96, 96)
+
+
+def _shrink(img: Image.Image) -> Image.Image:
+    """Decode ``img`` and return a small RGB copy (at most 96×96), never holding more than the decoded
+    image and the small one: shrink first, then convert and rotate the small copy."""
+    exif_orientation = img.getexif().get(0x0112, 1)
+    img.draft("RGB", _THUMB)  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+    img.load()
+    # Sample down to at most 4× the thumbnail with NEAREST: for every mode, Pillow makes no full-size
+    # copy then (a filtered resize of RGBA premultiplies the whole image first); then convert the
+    # small copy and average it down with BOX.
+    w, h = img.size
+    coarse = min(1.0, 4 * _THUMB[0] / w, 4 * _THUMB[1] / h)
+    if coarse < 1.0:
+        small = img.resize((max(1, round(w * coarse)), max(1, round(h * coarse))), Image.Resampling.NEAREST)
+    else:
+        small = img.copy()
+    img.close()
+    if small.mode.startswith("I") or small.mode == "F":  # 16-bit or float data, e.g. a 16-bit PNG
+        extrema = small.convert("F").getextrema()
+        peak = float(extrema[1]) if isinstance(extrema[1], (int, float)) else 255.0
+        factor = 255.0 if peak <= 1.0 else (1 / 256 if peak > 255 else 1.0)
+        small = small.convert("F").point(lambda v: v * factor).convert("L")
+    small = small.convert("RGBA") if small.mode in ("RGBA", "LA", "PA", "P", "La", "RGBa") else small.convert("RGB")
+    if small.mode == "RGBA":
+        white = Image.new("RGBA", small.size, (255, 255, 255, 255))
+        small = Image.alpha_composite(white, small).convert("RGB")
+    sw, sh = small.size
+    scale = min(1.0, _THUMB[0] / sw, _THUMB[1] / sh)
+    if scale < 1.0:
+        small = small.resize((max(1, round(sw * scale)), max(1, round(sh * scale))), Image.Resampling.BOX)
+    if exif_orientation in (2, 3, 4, 5, 6, 7, 8):
+        method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                  4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
+                  7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}[exif_orientation]
+        small = small.transpose(method)
+    return small
 
 
 def _facts(data: bytes) -> ImageFacts:
     img = _open(data)
     fmt = (img.format or "unknown").upper()
     width, height = img.size
-    if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-        width, height = height, width
     try:
-        img.draft("RGB", (96, 96))  # JPEG: decode at 1/2, 1/4 or 1/8 scale, much faster
-        img = ImageOps.exif_transpose(img)
-        if img.mode.startswith("I") or img.mode == "F":  # 16-bit or float data, e.g. a 16-bit PNG
-            extrema = img.convert("F").getextrema()
-            peak = float(extrema[1]) if isinstance(extrema[1], (int, float)) else 255.0
-            scale = 255.0 if peak <= 1.0 else (1 / 256 if peak > 255 else 1.0)
-            img = img.convert("F").point(lambda v: v * scale).convert("L")
-        small = img.convert("RGBA") if img.mode in ("RGBA", "LA", "PA", "P") else img.convert("RGB")
-        small.thumbnail((96, 96))
-    except Exception as exc:
+        if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+            width, height = height, width
+        small = _shrink(img)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # damaged data surfaces as any of Pillow's (and zlib's) error types
         raise ImageDecodeError(
-            f"the image data is damaged or truncated ({exc.__class__.__name__}: {exc}): send the whole file"
+            f"the image data is damaged or truncated ({exc.__class__.__name__}: {str(exc)[:120]}): send the whole file"
         ) from None
-    if small.mode == "RGBA":
-        white = Image.new("RGBA", small.size, (255, 255, 255, 255))
-        small = Image.alpha_composite(white, small).convert("RGB")
     raw = small.tobytes()
     pixels = list(zip(raw[0::3], raw[1::3], raw[2::3]))
     names = [_colour_name(p) for p in pixels]

@@ -1,0 +1,151 @@
+"""The student's own copy of the lessons: added to, never overwritten, never deleted.
+
+``make lab`` opens JupyterLab on ``work/`` (ignored by git), made from ``notebooks/`` on the first run.
+Each later run adds the lessons and images that are new in the course and leaves every file already
+in ``work/`` as it is, so a student's edits survive a ``git pull`` and ``make test`` keeps checking the
+course's own ``notebooks/``. On a hub, nbgitpuller does the same job (see the README).
+
+Example:
+    >>> import tempfile, pathlib
+    >>> src, dest = (pathlib.Path(tempfile.mkdtemp()) / name for name in ("lessons", "work"))
+    >>> _ = src.mkdir(), (src / "01-first.ipynb").write_text("{}")
+    >>> sync(src, dest).added
+    ('01-first.ipynb',)
+    >>> sync(src, dest).added, sync(src, dest).kept
+    ((), ('01-first.ipynb',))
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+from .i18n import _, ngettext
+
+__all__ = ["SKIPPED_NAMES", "SyncReport", "sync"]
+
+#: Names never copied into a workspace: caches, checkpoints and what running the lessons writes.
+SKIPPED_NAMES = frozenset({"__pycache__", ".ipynb_checkpoints", "outputs", "conftest.py"})
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What :func:`sync` did: the files it ``added`` and those it ``kept`` as they were (paths relative
+    to ``dest``, ``/``-separated), and whether it ``created`` ``dest``.
+
+    Example:
+        >>> SyncReport(Path("work"), added=("a.ipynb",), kept=(), created=True).summary().splitlines()[1]
+        '  + a.ipynb'
+    """
+
+    dest: Path
+    added: tuple[str, ...]
+    kept: tuple[str, ...]
+    created: bool
+
+    def summary(self) -> str:
+        """One paragraph for a person: what was added, what was kept.
+
+        Example:
+            >>> report = SyncReport(Path("work"), added=("b.ipynb",), kept=("a.ipynb",), created=False)
+            >>> report.summary().splitlines()[1:2]
+            ['  + b.ipynb']
+        """
+        n_added, n_kept = len(self.added), len(self.kept)
+        if not self.added:
+            return ngettext("{dest}: nothing new; {n} file kept as it is.",
+                            "{dest}: nothing new; {n} files kept as they are.", n_kept).format(dest=self.dest, n=n_kept)
+        if self.created:
+            head = ngettext("{dest}: created with {n} file from the course:",
+                            "{dest}: created with {n} files from the course:", n_added)
+        else:
+            head = ngettext("{dest}: {n} new file from the course:", "{dest}: {n} new files from the course:", n_added)
+        lines = [head.format(dest=self.dest, n=n_added)] + [f"  + {name}" for name in self.added]
+        if self.kept:
+            lines.append(ngettext("{n} file already there was kept as it is.",
+                                  "{n} files already there were kept as they are.", n_kept).format(n=n_kept))
+        return "\n".join(lines)
+
+
+def _refuse(dest: Path, why: str) -> ConfigError:
+    return ConfigError(_("Refusing to use {dest} as a workspace: {why}. Choose a new folder of its own, "
+                         "e.g. 'work'.").format(dest=dest, why=why))
+
+
+def _check_destination(src: Path, dest: Path) -> None:
+    """Raise :class:`ConfigError` for a destination that could hold anything but a workspace."""
+    if not str(dest).strip():
+        raise _refuse(dest, _("the path is empty"))
+    real, real_src = dest.resolve(), src.resolve()
+    if real == Path(real.anchor):
+        raise _refuse(dest, _("it is the root of the file system"))
+    if real == Path.home().resolve():
+        raise _refuse(dest, _("it is the home folder"))
+    if real == real_src or real_src in real.parents:
+        raise _refuse(dest, _("it is inside the course's own lessons {src}").format(src=src))
+    if real in real_src.parents:
+        raise _refuse(dest, _("it contains the course's lessons {src}").format(src=src))
+    if (real / ".git").exists():
+        raise _refuse(dest, _("it is a git repository"))
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise _refuse(dest, _("it exists and is not a folder"))
+
+
+def _files(src: Path) -> list[Path]:
+    """The regular files under ``src`` worth copying (no hidden names, links, caches or outputs)."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(src):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_NAMES
+                         and not os.path.islink(os.path.join(root, d)))
+        for name in sorted(files):
+            path = Path(root, name)
+            if name.startswith(".") or name in SKIPPED_NAMES or name.endswith(".pyc") or path.is_symlink():
+                continue
+            found.append(path)
+    return found
+
+
+def sync(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> SyncReport:
+    """Copy into ``dest`` every file of ``src`` that ``dest`` lacks; never overwrite, never delete.
+
+    A file already in ``dest`` (edited or not), or anything standing where it would go, is kept as it
+    is. Refuses (:class:`labkit.ConfigError`) an empty path, the root, the home folder, a git repository,
+    or a folder inside or around ``src``.
+
+    Example:
+        >>> sync("notebooks", "/")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        labkit.errors.ConfigError: ...
+    """
+    src_path, dest_path = Path(src), Path(dest)
+    _check_destination(src_path, dest_path)
+    if not src_path.is_dir():
+        raise ConfigError(_("No lessons folder at {src}: run this from the course's folder, or name the "
+                            "folder with --from.").format(src=src_path))
+    created = not dest_path.exists()
+    added: list[str] = []
+    kept: list[str] = []
+    for path in _files(src_path):
+        rel = path.relative_to(src_path)
+        target = dest_path / rel
+        name = rel.as_posix()
+        if any(p.exists() and not p.is_dir() for p in list(target.parents)[: len(rel.parts) - 1]):
+            kept.append(name)  # a file stands where a folder would go: leave the student's file alone
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(path, "rb") as fin, open(target, "xb") as fout:  # "x": never replaces a file
+                shutil.copyfileobj(fin, fout)
+        except FileExistsError:
+            kept.append(name)
+            continue
+        except IsADirectoryError:
+            kept.append(name)
+            continue
+        shutil.copystat(path, target)
+        added.append(name)
+    return SyncReport(dest_path, tuple(added), tuple(kept), created)

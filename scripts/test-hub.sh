@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# A real JupyterHub on loopback (tests/hub): installs what it needs once, then runs the tests.
+#   - jupyterhub 6, nbgitpuller, oauthenticator, Playwright (Python) into .venv (the `hub` extra);
+#   - configurable-http-proxy 5 from npm into .hub/ (git-ignored);
+#   - Debian's chromium with apt-get when it is missing (never `playwright install`).
+# Everything runs under one limit (LABKIT_HUB_TEST_LIMIT, default 600 s). Usage: bash scripts/test-hub.sh [pytest args]
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+export DEV_PY="${DEV_PYTHON:-$REPO_ROOT/.venv/bin/python}"
+export LABKIT_CHP="${LABKIT_CHP:-$REPO_ROOT/.hub/node_modules/.bin/configurable-http-proxy}"
+export LABKIT_CHROMIUM="${LABKIT_CHROMIUM:-/usr/bin/chromium}"
+LIMIT="${LABKIT_HUB_TEST_LIMIT:-600}"
+
+if [[ ! -x "$DEV_PY" ]]; then
+    echo "[test-hub] ERROR: no dev venv at $DEV_PY: run 'make test' (or 'make lab') once to create it" >&2
+    exit 1
+fi
+
+run_all() {
+    set -euo pipefail
+    local t0=$SECONDS
+    if ! "$DEV_PY" -c "import jupyterhub, nbgitpuller, oauthenticator, playwright, yaml" 2>/dev/null; then
+        echo "[test-hub] installing jupyterhub 6, nbgitpuller, oauthenticator, playwright into $(dirname "$(dirname "$DEV_PY")")"
+        "$DEV_PY" -m pip install --quiet 'jupyterhub>=6,<7' 'nbgitpuller>=1.2' 'oauthenticator>=17' 'playwright>=1.40' 'pyyaml>=6'
+    fi
+    if [[ ! -x "$LABKIT_CHP" ]]; then
+        echo "[test-hub] installing configurable-http-proxy 5 into .hub/"
+        mkdir -p .hub
+        (cd .hub && npm install --no-audit --no-fund --loglevel=error configurable-http-proxy@5)
+    fi
+    if [[ ! -x "$LABKIT_CHROMIUM" ]]; then
+        if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+            echo "[test-hub] installing Debian's chromium"
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        else
+            echo "[test-hub] ERROR: no browser at $LABKIT_CHROMIUM: 'sudo apt-get install chromium' (or set LABKIT_CHROMIUM)" >&2
+            exit 1
+        fi
+    fi
+    echo "[test-hub] tools ready after $((SECONDS - t0)) s"
+    t0=$SECONDS
+    "$DEV_PY" -m pytest tests/hub -p no:cacheprovider -o addopts="" -o timeout=0 -rs "$@"
+    echo "[test-hub] tests took $((SECONDS - t0)) s"
+}
+export -f run_all
+
+# `timeout` ends the whole run (installers, hub, browser, tests) if it goes over the limit; the tests'
+# own finalizers stop the hub, its proxy and the students' servers when they fail.
+exec timeout --kill-after=20 "$LIMIT" bash -c 'run_all "$@"' run_all "$@"

@@ -1,0 +1,87 @@
+"""The deployment files that ship parse and name real options: the Zero to JupyterHub values against the
+option paths of the chart's values schema (deploy/z2jh/values-paths.txt), environment.yml against
+pyproject. (deploy/jupyterhub_config.py is run against JupyterHub itself in tests/hub.)"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from support import ROOT
+
+Z2JH = ROOT / "deploy" / "z2jh"
+
+
+def chart_paths() -> tuple[set[str], set[str]]:
+    """(known paths, open prefixes: any key below them is accepted)."""
+    lines = [l.strip() for l in (Z2JH / "values-paths.txt").read_text().splitlines() if l and not l.startswith("#")]
+    return {l for l in lines if not l.endswith(".*")}, {l[:-2] for l in lines if l.endswith(".*")}
+
+
+def value_paths(node: Any, prefix: str = "") -> Iterator[str]:
+    """Every dotted key path in a values mapping (lists are values: not walked)."""
+    if isinstance(node, dict):
+        for key, child in node.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            yield path
+            yield from value_paths(child, path)
+
+
+def unknown_paths(values: dict[str, Any]) -> list[str]:
+    known, open_prefixes = chart_paths()
+    bad = []
+    for path in value_paths(values):
+        parents = [path.rsplit(".", n)[0] for n in range(1, path.count(".") + 1)]
+        if path not in known and not any(p in open_prefixes for p in parents):
+            bad.append(path)
+    return bad
+
+
+def z2jh_values() -> dict[str, Any]:
+    return yaml.safe_load((Z2JH / "config.yaml").read_text(encoding="utf-8"))
+
+
+def test_the_path_list_comes_from_the_chart_the_config_names() -> None:
+    header = (Z2JH / "values-paths.txt").read_text().splitlines()[0]
+    version = re.search(r"chart (\S+),", header)
+    assert version, header
+    assert f"--version {version.group(1)}" in (Z2JH / "config.yaml").read_text()
+    known, open_prefixes = chart_paths()
+    assert {"hub.config", "singleuser.extraEnv", "cull.timeout"} <= known and "hub.config" in open_prefixes
+
+
+def test_z2jh_config_names_only_options_the_chart_knows() -> None:
+    assert unknown_paths(z2jh_values()) == []
+
+
+def test_the_checker_catches_a_misspelt_option() -> None:
+    values = z2jh_values()
+    values["singleuser"]["memroy"] = {"limit": "2G"}
+    values["cull"]["timout"] = 60
+    values["singleuser"]["extraEnv"]["ANYTHING"] = "free-form keys are fine here"
+    assert unknown_paths(values) == ["singleuser.memroy", "singleuser.memroy.limit", "cull.timout"]
+
+
+def test_z2jh_config_sets_what_a_class_needs() -> None:
+    values = z2jh_values()
+    env = values["singleuser"]["extraEnv"]
+    assert env["LABKIT_BASE_URL"].endswith("/api/v1")
+    labkit_source = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "labkit").glob("*.py"))
+    for name in env:
+        assert name in labkit_source, f"{name} is not a variable labkit reads"
+    assert "LABKIT_API_KEY" in values["hub"]["extraConfig"]["labkit-api-keys"]
+    compile(values["hub"]["extraConfig"]["labkit-api-keys"], "extraConfig", "exec")
+    assert values["singleuser"]["lifecycleHooks"]["postStart"]["exec"]["command"][0] == "gitpuller"
+    assert values["cull"]["enabled"] and values["scheduling"]["userScheduler"]["enabled"]
+
+
+def test_environment_yml_makes_a_single_user_image() -> None:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text(encoding="utf-8"))
+    conda = {re.split(r"[<>=! ]", d, maxsplit=1)[0] for d in env["dependencies"] if isinstance(d, str)}
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "-e ." in pip or "." in pip  # the kit itself, so `labkit` is on the image's PATH
+    assert {"python", "jupyterlab", "ipykernel", "nbgitpuller", "jupyterhub-singleuser"} <= conda

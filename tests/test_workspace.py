@@ -1,0 +1,113 @@
+"""The student workspace: `labkit workspace` / labkit.sync_workspace copy lessons in, never over."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import labkit
+from labkit.workspace import sync
+from support import ROOT
+
+
+@pytest.fixture(autouse=True)
+def english(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The assertions read labkit's English messages, whatever this machine's locale."""
+    monkeypatch.setenv("LABKIT_LANG", "en")
+
+
+def lessons(tmp_path: Path) -> Path:
+    src = tmp_path / "notebooks"
+    (src / "images").mkdir(parents=True)
+    (src / "01-first.ipynb").write_text('{"cells": []}')
+    (src / "images" / "cat.jpg").write_bytes(b"\xff\xd8cat")
+    (src / ".ipynb_checkpoints").mkdir()
+    (src / ".ipynb_checkpoints" / "01-first-checkpoint.ipynb").write_text("old")
+    (src / "outputs").mkdir()
+    (src / "outputs" / "answers.jsonl").write_text("{}")
+    (src / "__pycache__").mkdir()
+    (src / "__pycache__" / "x.pyc").write_bytes(b"")
+    return src
+
+
+def test_first_run_copies_lessons_and_images_only(tmp_path: Path) -> None:
+    src = lessons(tmp_path)
+    report = sync(src, tmp_path / "work")
+    assert report.created
+    assert report.added == ("01-first.ipynb", "images/cat.jpg")
+    assert (tmp_path / "work" / "images" / "cat.jpg").read_bytes() == b"\xff\xd8cat"
+    assert not (tmp_path / "work" / "outputs").exists()
+    assert not (tmp_path / "work" / ".ipynb_checkpoints").exists()
+    assert "01-first.ipynb" in report.summary() and "images/cat.jpg" in report.summary()
+
+
+def test_edits_survive_and_new_lessons_are_added(tmp_path: Path) -> None:
+    src, work = lessons(tmp_path), tmp_path / "work"
+    sync(src, work)
+    (work / "01-first.ipynb").write_text("my answers")
+    (work / "scratch.ipynb").write_text("mine")
+    (src / "01-first.ipynb").write_text('{"cells": ["course update"]}')
+    (src / "02-next.ipynb").write_text('{"cells": []}')
+    (src / "images" / "dog.png").write_bytes(b"png")
+    report = sync(src, work)
+    assert not report.created
+    assert report.added == ("02-next.ipynb", "images/dog.png")
+    assert report.kept == ("01-first.ipynb", "images/cat.jpg")
+    assert (work / "01-first.ipynb").read_text() == "my answers"
+    assert (work / "scratch.ipynb").read_text() == "mine"  # never deleted
+    (src / "01-first.ipynb").unlink()
+    assert sync(src, work).added == () and (work / "01-first.ipynb").read_text() == "my answers"
+
+
+def test_a_student_file_in_the_way_is_kept(tmp_path: Path) -> None:
+    src, work = lessons(tmp_path), tmp_path / "work"
+    work.mkdir()
+    (work / "images").write_text("I renamed my folder to a file")
+    (work / "01-first.ipynb").mkdir()
+    report = sync(src, work)
+    assert report.added == ()
+    assert set(report.kept) == {"01-first.ipynb", "images/cat.jpg"}
+    assert (work / "images").read_text() == "I renamed my folder to a file"
+
+
+@pytest.mark.parametrize("where", ["root", "home", "src", "inside-src", "parent-of-src", "git", "file", "empty"])
+def test_dangerous_destinations_are_refused(tmp_path: Path, where: str) -> None:
+    src = lessons(tmp_path / "course")
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    (tmp_path / "a-file").write_text("x")
+    dest = {"root": Path("/"), "home": Path.home(), "src": src, "inside-src": src / "work",
+            "parent-of-src": tmp_path / "course", "git": tmp_path / "repo", "file": tmp_path / "a-file",
+            "empty": ""}[where]
+    before = sorted(p.name for p in (tmp_path / "course" / "notebooks").iterdir())
+    with pytest.raises(labkit.ConfigError, match="Refusing to use .* as a workspace: .*Choose a new folder"):
+        sync(src, dest)
+    assert sorted(p.name for p in (tmp_path / "course" / "notebooks").iterdir()) == before
+    assert (tmp_path / "a-file").read_text() == "x"
+
+
+def test_missing_lessons_folder_is_named(tmp_path: Path) -> None:
+    with pytest.raises(labkit.ConfigError, match="No lessons folder at .*nowhere.*--from"):
+        sync(tmp_path / "nowhere", tmp_path / "work")
+    assert not (tmp_path / "work").exists()
+
+
+def test_the_command_on_the_real_lessons(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABKIT_", "OPENAI_"))}
+    env["LABKIT_LANG"] = "en"
+    cmd = [sys.executable, "-m", "labkit", "workspace", str(tmp_path / "work"), "--from", str(ROOT / "notebooks")]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert first.returncode == 0, first.stderr
+    expected = sorted(p.relative_to(ROOT / "notebooks").as_posix() for p in (ROOT / "notebooks").rglob("*")
+                      if p.is_file() and not p.name.startswith(".")
+                      and not {".ipynb_checkpoints", "outputs", "__pycache__"} & set(p.parts))
+    copied = sorted(p.relative_to(tmp_path / "work").as_posix() for p in (tmp_path / "work").rglob("*") if p.is_file())
+    assert copied == expected and "01-first-request.ipynb" in copied and "images/chelsea.jpg" in copied
+    assert "created with" in first.stdout and "+ 01-first-request.ipynb" in first.stdout
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert again.returncode == 0 and "nothing new" in again.stdout
+    refused = subprocess.run(cmd[:4] + ["/"], capture_output=True, text=True, env=env, timeout=60)
+    assert refused.returncode == 2 and "Refusing to use / as a workspace" in refused.stderr
