@@ -14,6 +14,8 @@ does:
   (``max_new_tokens`` reached), so the API server emits its empty finish chunk;
 - the answer begins with the ``assistant\\n`` the course's llava-v1.6-34b leaks;
 - ``"stop"`` strings cut the answer as vLLM's stop handling does;
+- the engine's context counts images as their anyres tokens (FastChat's own length check sees only the
+  text): an image-heavy prompt that passes the check gets what is left, or an empty answer with "length";
 - a prompt holding ``[[worker-error]]`` (or ``[[worker-error:N]]``) gets N tokens (default 3) and then
   the ``{"text": …, "error_code": 50002}`` a CUDA out-of-memory gives FastChat's workers.
 
@@ -109,7 +111,6 @@ class CourseWorker(BaseModelWorker):
         images = params.get("images") or []
         max_new_tokens = int(params.get("max_new_tokens") or 256)
         stops = [s for s in (params.get("stop") or []) if s]
-        prompt_tokens = brain.count_text_tokens(prompt)
         self.call_ct += 1
 
         try:
@@ -117,12 +118,25 @@ class CourseWorker(BaseModelWorker):
         except (vision.ImageDecodeError, ValueError) as exc:
             yield {"text": f"{SERVER_ERROR_MSG}\n\n({exc})", "error_code": ErrorCode.INTERNAL_ERROR}
             return
+        # The engine counts each image as its anyres feature tokens (FastChat's check saw text only): it
+        # generates at most what is left of the context, and nothing when the prompt already fills it.
+        prompt_tokens = brain.count_text_tokens(prompt) + sum(vision.image_tokens(f.width, f.height) for f in facts)
+        max_new_tokens = max(0, min(max_new_tokens, self.context_len - prompt_tokens))
         turns = _Turns(prompt, self.conv)
         seed = hashlib.sha256(json.dumps([prompt, images]).encode()).hexdigest()[:16]
         question = ERROR_MARK.sub("", turns.question).strip()
-        answer = brain.compose_answer(brain.Prompt(question, facts, len(turns.questions), turns.custom_system, seed))
+        # FastChat passes the request's sampling options (its request default: temperature 0.7), never a seed.
+        answer = brain.compose_answer(brain.Prompt(
+            question, facts, len(turns.questions), turns.custom_system, seed,
+            temperature=float(params.get("temperature", 0.7)), top_p=float(params.get("top_p", 1.0))))
         tokens = brain.split_tokens(answer) or [""]
         tokens[0] = LEAK + tokens[0]  # the leaked role prefix arrives glued to the first token
+        if max_new_tokens == 0:
+            empty = {"text": "", "error_code": 0, "cumulative_logprob": [0.0],
+                     "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 0, "total_tokens": prompt_tokens}}
+            yield {**empty, "finish_reason": None}
+            yield {**empty, "finish_reason": "length"}
+            return
         error = ERROR_MARK.search(prompt)
         error_after = int(error.group(1) or 3) if error else None
 
