@@ -36,11 +36,6 @@ SILENT_ON_FRONT: dict[str, tuple[str, str]] = {
         '"X-Practice-Fault"',
         "lesson 03's mid-stream-error step sends the practice server's X-Practice-Fault header; a real backend "
         "ignores it, answers normally, and the cell's except branches never print"),
-    "04-conversations-and-parameters.ipynb": (
-        '"very " * 3000',
-        "lesson 04's context-overflow demo expects FastChat's 40303 for ~3,000 words plus an image; FastChat's "
-        "length check counts the prompt text only (the image is a placeholder), so the request is answered and "
-        "the except branch never prints"),
 }
 
 
