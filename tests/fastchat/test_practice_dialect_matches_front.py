@@ -178,7 +178,7 @@ def test_non_streaming_answer_matches_when_the_practice_server_allows_it(front_u
     ``usage.prompt_tokens`` is the worker's count (ours counts text, the practice server adds images)."""
     from labkit.practice import serve_in_thread
 
-    body = {"model": MODEL, "messages": [_user("What size is this image?", IMAGE)], "max_tokens": 5}
+    body = {"model": MODEL, "messages": [_user("What size is this image?", IMAGE)], "max_tokens": 5, "temperature": 0}
     with serve_in_thread(fast=True, dialect="fastchat", allow_non_stream=True) as practice:
         front, ours = _both(front_url, practice, body)
     assert front[0] == 200 and front[1] == "application/json"
