@@ -10,9 +10,6 @@ Example:
 
 from __future__ import annotations
 
-# `__tracebackhide__ = True` in a function makes IPython leave its frame out of tracebacks, so a
-# student sees their own line and labkit's message, not labkit's internals.
-
 import threading
 
 import openai

@@ -19,9 +19,6 @@ repr and str mask it, and unwrapped only where the HTTP client is built (:mod:`l
 
 from __future__ import annotations
 
-# `__tracebackhide__ = True` in a function makes IPython leave its frame out of tracebacks, so a
-# student sees their own line and labkit's message, not labkit's internals.
-
 import math
 import os
 import threading

@@ -1,46 +1,46 @@
-"""Building chat messages, and a multi-turn :class:`Conversation` that stays inside the context.
+"""Building chat messages: pure data, nothing here sends a request.
 
 Example:
     >>> from labkit.messages import user, system
     >>> [system("Be brief.")["role"], user("Hello")["content"]]
     ['system', 'Hello']
+
+A multi-turn conversation is :class:`labkit.Conversation` (:mod:`labkit.conversation`).
 """
 
 from __future__ import annotations
 
-# `__tracebackhide__ = True` in a function makes IPython leave its frame out of tracebacks, so a
-# student sees their own line and labkit's message, not labkit's internals.
-
 import functools
 import math
-import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import LabkitError
+from .errors import UsageError
+from .i18n import _
 from .images import ImageSource, Resize, describe_image, encode_image
 
-if TYPE_CHECKING:
-    from .streaming import Reply
-
-__all__ = ["Message", "user", "system", "assistant", "Conversation", "estimate_tokens"]
+__all__ = ["Message", "CONTEXT_TOKENS", "user", "system", "assistant", "estimate_tokens", "image_tokens_of"]
 
 Message = dict[str, Any]
+#: The context of the course's model (vLLM's ``--max-model-len`` for llava-v1.6-34b), in tokens.
 CONTEXT_TOKENS = 4096
-_REMOVED = "[an earlier image was removed from the history to save context]"
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\u3000-\u303f\uff00-\uffef]")
+#: Tokens the chat template adds around each message (``<|im_start|>user\n`` … ``<|im_end|>\n``).
+TEMPLATE_TOKENS = 5
+#: An image part given as an http(s) URL: labkit cannot see its size, so it counts the most an image costs.
+UNKNOWN_IMAGE_TOKENS = 2928
 
 
 def _text(value: object, what: str) -> str:
     __tracebackhide__ = True
     if not isinstance(value, str):
-        raise LabkitError(f"{what} must be text (str), got {type(value).__name__}: pass the question as a string.")
+        raise UsageError(_("{what} must be text (str), got {kind}: pass the question as a string.")
+                          .format(what=what, kind=type(value).__name__))
     return value
 
 
 def user(text: str, *images: ImageSource, resize: Resize = "llava") -> Message:
     """A user message: text, then any images (paths, PIL images, arrays, bytes, URLs).
 
-    Images are encoded with :func:`labkit.encode_image` (upright, downscaled to what the model sees).
+    Images are encoded with :func:`labkit.encode_image` (upright, at the size the model uses).
 
     Example:
         >>> from PIL import Image
@@ -89,144 +89,55 @@ def _image_urls(message: Message) -> list[str]:
 @functools.lru_cache(maxsize=64)
 def _image_tokens(url: str) -> int:
     """An image part's token cost (cached: a conversation re-counts its history before each question)."""
-    return describe_image(url).image_tokens if url.startswith("data:") else 2928
+    return describe_image(url).image_tokens if url.startswith("data:") else UNKNOWN_IMAGE_TOKENS
+
+
+def image_tokens_of(message: Message) -> int:
+    """The tokens a message's images cost (LLaVA-1.6's anyres formula, at the size sent).
+
+    Example:
+        >>> from PIL import Image
+        >>> image_tokens_of(user("What is it?", Image.new("RGB", (672, 672), "red")))
+        2928
+    """
+    return sum(_image_tokens(url) for url in _image_urls(message))
+
+
+def _text_tokens(text: str) -> int:
+    # Pessimistic on purpose: a real answer of 1,249 tokens was once estimated as 761 at ~4 characters
+    # a token. Every character outside ASCII (Chinese, emoji, accents, U+FFFD) counts as a whole token,
+    # ASCII text as one token per 3 characters.
+    ascii_chars = sum(1 for ch in text if ch < "\x80")
+    return (len(text) - ascii_chars) + math.ceil(ascii_chars / 3)
 
 
 def estimate_tokens(messages: list[Message]) -> int:
-    """A rough token count of messages: text (≈4 characters or 1 Chinese character a token), 4 per
-    message for the chat template, and LLaVA-1.6's real cost for each image.
+    """A pessimistic token count of messages: text (3 ASCII characters or 1 other character a token),
+    5 per message for the chat template, and LLaVA-1.6's real cost for each image.
 
     Example:
         >>> estimate_tokens([user("Hello there")])
+        9
+        >>> estimate_tokens([user("你好")])
         7
     """
     total = 0
     for message in messages:
-        total += 4
+        total += TEMPLATE_TOKENS
         content = message.get("content")
         texts = [content] if isinstance(content, str) else [
             p.get("text", "") for p in content or [] if isinstance(p, dict) and p.get("type") == "text"]
         for text in texts:
-            cjk = len(_CJK.findall(text))
-            total += cjk + math.ceil((len(text) - cjk) / 4)
-        for url in _image_urls(message):
-            total += _image_tokens(url)
+            total += _text_tokens(text if isinstance(text, str) else str(text))
+        total += image_tokens_of(message)
     return total
 
 
-class Conversation:
-    """A multi-turn chat that keeps its history and stays inside the model's context.
+def __getattr__(name: str) -> Any:
+    # labkit.messages.Conversation keeps working; the class lives in labkit.conversation, which sends
+    # requests (imported on first use, so this module never imports what sends messages).
+    if name == "Conversation":
+        from .conversation import Conversation
 
-    The course backend takes one image per request and 4,096 tokens in all, so before each question
-    the oldest images are replaced by a short note (keeping at most ``max_images``), and if the
-    history is still too long, the oldest turns are dropped. Each removal is printed.
-
-    Example:
-        >>> conv = Conversation(system="Answer briefly.")
-        >>> conv.add_user("Hi")
-        >>> conv.add_assistant("Hello!")
-        >>> len(conv.messages)
-        3
-    """
-
-    def __init__(
-        self,
-        system: str | None = None,
-        *,
-        max_images: int = 1,
-        context_tokens: int = CONTEXT_TOKENS,
-        reserve_tokens: int = 512,
-    ) -> None:
-        self.messages: list[Message] = []
-        if system:
-            self.messages.append({"role": "system", "content": _text(system, "Conversation(system)")})
-        self.max_images = max_images
-        self.context_tokens = context_tokens
-        self.reserve_tokens = reserve_tokens
-        self.replies: list[Reply] = []
-
-    def add_user(self, text: str, *images: ImageSource) -> None:
-        """Append a user message (sent with the next :meth:`ask`, or by you).
-
-        Example:
-            >>> Conversation().add_user("Hello")
-        """
-        self.messages.append(user(text, *images))
-
-    def add_assistant(self, text: str) -> None:
-        """Append an assistant answer to the history.
-
-        Example:
-            >>> Conversation().add_assistant("Hello!")
-        """
-        self.messages.append(assistant(text))
-
-    def tokens(self) -> int:
-        """The estimated size of the history in tokens.
-
-        Example:
-            >>> Conversation().tokens()
-            0
-        """
-        return estimate_tokens(self.messages)
-
-    def fit(self, reserve_tokens: int | None = None) -> list[str]:
-        """Trim the history to fit; returns what was removed, in words.
-
-        Example:
-            >>> Conversation().fit()
-            []
-        """
-        reserve = self.reserve_tokens if reserve_tokens is None else reserve_tokens
-        removed: list[str] = []
-        with_images = [m for m in self.messages if _image_urls(m)]
-        # The newest message keeps its images; older ones go first while over either limit.
-        while with_images and with_images[0] is not self.messages[-1] and (
-            len(with_images) > self.max_images or self.tokens() + reserve > self.context_tokens
-        ):
-            self._drop_images(with_images.pop(0))
-            removed.append("an older image")
-        start = 1 if self.messages and self.messages[0]["role"] == "system" else 0
-        while self.tokens() + reserve > self.context_tokens and len(self.messages) - start > 1:
-            # drop the oldest turn whole (a question and its answer), so history still starts with a user
-            turn = 2 if len(self.messages) - start > 2 and self.messages[start + 1]["role"] == "assistant" else 1
-            del self.messages[start:start + turn]
-            removed.append("the oldest question and answer" if turn == 2 else "the oldest message")
-        return removed
-
-    @staticmethod
-    def _drop_images(message: Message) -> None:
-        parts = [p for p in message["content"] if p.get("type") != "image_url"]
-        message["content"] = parts + [{"type": "text", "text": _REMOVED}]
-
-    def ask(self, text: str, *images: ImageSource, image: ImageSource | None = None,
-            **chat_options: Any) -> "Reply":
-        """Ask the next question (with optional images); the answer is added to the history.
-
-        Images may be given positionally or as ``image=`` (as with :func:`labkit.chat`).
-        ``chat_options`` go to :func:`labkit.chat` (``max_tokens``, ``temperature``, ``display`` …).
-
-        Example:
-            >>> conv = Conversation()
-            >>> reply = conv.ask("What is in this picture?", "photo.jpg", display=False)  # doctest: +SKIP
-        """
-        __tracebackhide__ = True
-        from .streaming import chat
-
-        self.add_user(text, *images, *([image] if image is not None else []))
-        for note in self.fit(chat_options.get("max_tokens") or self.reserve_tokens):
-            print(f"labkit: removed {note} from the conversation to stay within {self.context_tokens} tokens.")
-        try:
-            reply = chat(self.messages, **chat_options)
-        except BaseException:
-            self.messages.pop()  # unanswered: asking again must not send the question twice
-            raise
-        self.add_assistant(reply.text)
-        self.replies.append(reply)
-        return reply
-
-    def __len__(self) -> int:
-        return len(self.messages)
-
-    def __repr__(self) -> str:
-        return f"Conversation({len(self.messages)} messages, ~{self.tokens()} tokens)"
+        return Conversation
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

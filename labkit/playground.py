@@ -31,7 +31,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .config import Settings, client as make_client, load_settings, mask_key
+from .backend import client as make_client
+from .config import Settings, load_settings, mask_key
 from .errors import (
     AuthError,
     BackendUnreachable,

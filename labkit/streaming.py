@@ -15,9 +15,6 @@ the configured timeout, keep-alive comments included (:class:`_Watchdog`).
 
 from __future__ import annotations
 
-# `__tracebackhide__ = True` in a function makes IPython leave its frame out of tracebacks, so a
-# student sees their own line and labkit's message, not labkit's internals.
-
 import socket
 import threading
 import time
@@ -32,7 +29,7 @@ from .cleanup import RolePrefixStripper
 from .config import Settings, load_settings
 from .display import DisplayMode, LiveView, make_view, notice
 from .errors import RateLimited, StreamError, UnexpectedResponse, UsageError
-from .failures import describe_body, error_message, timeout_errors, transport_errors, translate_error
+from .failures import describe_body, error_message, timeout_errors, translate_error, transport_errors
 from .i18n import _
 from .images import ImageSource
 from .messages import Message, user

@@ -74,13 +74,15 @@ def update() -> int:
         po_path = _po_path(lang)
         catalog = _read(po_path, lang)
         parts = sorted((LOCALE / lang / "parts").glob("*.po"))
+        waiting = {}  # translations from the parts, by message id
         for part in parts:
             for message in _read(part, lang):
-                if message.id and message.string and not catalog.get(message.id, message.context):
-                    catalog[message.id] = message
-                elif message.id and message.string and not any(_strings(catalog.get(message.id))):
-                    catalog[message.id] = message
+                if message.id and all(_strings(message)):
+                    waiting[_ids(message)[0]] = message.string
         catalog.update(template, no_fuzzy_matching=True)
+        for message in catalog:
+            if message.id and not all(_strings(message)) and _ids(message)[0] in waiting:
+                message.string = waiting[_ids(message)[0]]
         catalog.obsolete.clear()
         po_path.parent.mkdir(parents=True, exist_ok=True)
         with po_path.open("wb") as f:
@@ -121,7 +123,7 @@ def problems() -> list[str]:
             continue
         with mo_path.open("rb") as f:
             compiled = read_mo(f)
-        stale = [m.id for m in catalog if m.id and m.string and (
+        stale = [m.id for m in catalog if m.id and all(_strings(m)) and (
             compiled.get(m.id, m.context) is None or _strings(compiled.get(m.id, m.context)) != _strings(m))]
         if stale:
             found.append(f"[{lang}] {mo_path.relative_to(ROOT)} is older than its .po ({len(stale)} messages differ): "

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from support import IMAGES, decode_data_url
 
 import labkit
-from support import IMAGES, decode_data_url
 
 
 def test_user_message_shapes() -> None:
@@ -72,4 +72,4 @@ def test_trimming_keeps_whole_turns(fastchat_url: str) -> None:
     conv.ask("Last question?", display=False, max_tokens=100)
     roles = [m["role"] for m in conv.messages]
     assert roles[0] == "system" and roles[1] == "user"
-    assert all(a != b for a, b in zip(roles[1:], roles[2:])), "user and assistant alternate"
+    assert all(a != b for a, b in zip(roles[1:], roles[2:], strict=False)), "user and assistant alternate"

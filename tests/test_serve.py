@@ -116,7 +116,7 @@ def test_bad_numbers_are_refused() -> None:
 
 def test_nvidia_smi_output_is_parsed() -> None:
     text = "NVIDIA H100 80GB HBM3, 81559, 81000\nNVIDIA GeForce RTX 4090, 24564, 1200\n"
-    assert serve._parse_nvidia_smi(text) == [H100, GpuInfo("NVIDIA GeForce RTX 4090", 24564, 1200)]
+    assert serve.gpus._parse_nvidia_smi(text) == [H100, GpuInfo("NVIDIA GeForce RTX 4090", 24564, 1200)]
 
 
 def test_check_gpus_is_empty_without_nvidia_smi(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -301,12 +301,13 @@ def test_status_line_rewrites_in_place_on_a_terminal() -> None:
             return True
 
     stream = Tty()
-    status = serve._StatusLine(stream, "[vllm] starting x")
+    status = serve.process._StatusLine(stream, "[vllm] starting x")
     status.update(1.0, "Loading weights")
     status.update(2.0, "Loading weights")
     status.close("[vllm] x ready")
     out = stream.getvalue()
-    assert out.count("\r") == 3 and "   2 s | Loading weights" in out and "\r[vllm] x ready" in out and out.endswith("\n")
+    assert out.count("\r") == 3 and "   2 s | Loading weights" in out
+    assert "\r[vllm] x ready" in out and out.endswith("\n")
 
 
 def test_point_labkit_configures_the_base_url_and_model() -> None:
@@ -332,11 +333,148 @@ def test_cli_dry_run_prints_advice_and_command(capsys: pytest.CaptureFixture[str
     assert "--port 8100" in out and out.rstrip().endswith("--max-num-seqs 2")
 
 
-def test_cli_cpu_flag_adds_the_cpu_flags(capsys: pytest.CaptureFixture[str]) -> None:
-    serve.main_serve(["--dry-run", "--cpu", "--model", "build/tiny", "--python", "/x/python"], gpus=[])
+def test_cli_cpu_flag_adds_the_cpu_flags_and_does_not_contradict_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    serve.main_serve(["--dry-run", "--cpu", "--model", "build/tiny-llava-next", "--python", "/x/python"], gpus=[])
     out = capsys.readouterr().out
     assert "--dtype float32 --enforce-eager" in out and "--gpu-memory-utilization" not in out
-    assert "No NVIDIA GPU" in out
+    assert "CPU mode" in out and "serving build/tiny-llava-next" in out
+    assert "cannot serve" not in out and "No NVIDIA GPU" not in out, "it serves what it says it serves"
+
+
+def test_the_api_key_is_masked_in_the_command_line() -> None:
+    out = subprocess.run([sys.executable, "-m", "labkit", "serve", "--dry-run", "--python", "/x/python", "--",
+                          "--api-key", "sk-x-secret", "--max-num-seqs", "2"],
+                         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
+    assert "sk-x-secret" not in out.stdout + out.stderr
+    assert "--api-key **** --max-num-seqs 2" in out.stdout
+
+
+def test_the_api_key_never_appears_in_serve_errors(tmp_path: Path) -> None:
+    script = ("import sys; print(\"non-default args: {'api_key': 'sk-top-secret', 'port': 1}\"); "
+              "print('torch.OutOfMemoryError: CUDA out of memory.'); sys.exit(1)")
+    server = VLLMServer(command=[sys.executable, "-c", script, "--api-key", "sk-top-secret"], port=None,
+                        log_path=tmp_path / "vllm.log", progress=False, api_key="sk-top-secret")
+    with pytest.raises(ServeError) as info:
+        server.start(timeout=30)
+    message = str(info.value)
+    assert "sk-top-secret" not in message and "sk-top-secret" not in server.tail()
+    assert "'api_key': '****'" in message and "--api-key ****" in message and "CUDA out of memory" in message
+
+
+def test_the_api_key_reaches_vllm_by_environment_not_the_command_line() -> None:
+    server = VLLMServer(api_key="sk-env", python="/x/python")
+    assert "sk-env" not in server.command and server.env["VLLM_API_KEY"] == "sk-env"
+
+
+# ---------------------------------------------------------------- a class: --students
+
+
+def test_a_class_on_eight_h100_gets_replicas_of_tensor_parallel_2() -> None:
+    plan = serve.plan_class([H100] * 8, students=200)
+    assert (plan.tensor_parallel_size, plan.replicas, plan.enough) == (2, 4, True)
+    assert plan.capacity >= plan.peak_requests == 100
+    assert "--data-parallel-size 4" in plan.message and "FastChat's controller" in plan.message
+    assert "0.94 GiB" in plan.message and "Assumed" in plan.message
+
+
+def test_one_h100_for_a_class_is_not_enough_and_says_how_many_more() -> None:
+    plan = serve.plan_class([H100], students=60)
+    assert plan.replicas == 1 and not plan.enough and plan.seqs_per_replica < 10
+    assert "more GPU" in plan.message
+
+
+def test_a_small_class_uses_only_the_gpus_it_needs() -> None:
+    plan = serve.plan_class([H200] * 4, students=20)
+    assert plan.replicas == 1 and plan.enough
+
+
+def test_cli_students_adds_data_parallel(capsys: pytest.CaptureFixture[str]) -> None:
+    assert serve.main_serve(["--dry-run", "--students", "200", "--python", "/x/python"], gpus=[H100] * 8) == 0
+    out = capsys.readouterr().out
+    assert "Class plan: For 200 students" in out
+    assert "--data-parallel-size 4" in out.split("Command:")[1] and "--tensor-parallel-size 2" in out
+
+
+def test_memory_is_in_gib() -> None:
+    assert H100.total_gib == 79.6 and "(80 GiB)" in plan_fit([H100]).message
+
+
+# ---------------------------------------------------------------- no server outlives its launcher
+
+
+_FAKE_VLLM = """
+import http.server, signal, subprocess, sys, time
+if "--ignore-term" in sys.argv:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+# a grandchild like vLLM's engine core, ignoring SIGTERM too when asked
+subprocess.Popen([sys.executable, "-c", "import signal, sys, time; "
+                  "(signal.signal(signal.SIGTERM, signal.SIG_IGN) if len(sys.argv) > 1 else None); "
+                  "time.sleep(300)"] + (["x"] if "--ignore-term" in sys.argv else []))
+port = int(sys.argv[sys.argv.index("--port") + 1])
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+"""
+
+_LAUNCHER = """
+import sys, threading, time
+from labkit.serve import VLLMServer
+fake, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+extra = ["--ignore-term"] if mode == "ignore-term" else []
+server = VLLMServer(command=[sys.executable, fake, "--port", str(port), *extra], port=port, progress=False,
+                    kill_after=1.0)
+if mode == "thread":
+    t = threading.Thread(target=server.start, kwargs={"timeout": 30}); t.start(); t.join()
+else:
+    server.start(timeout=30)
+print(server.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def _members(pgid: int) -> list[str]:
+    return subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True, check=False).stdout.split()
+
+
+@pytest.mark.parametrize("mode", ["plain", "ignore-term", "thread"])
+def test_no_server_outlives_a_launcher_killed_with_sigkill(tmp_path: Path, mode: str) -> None:
+    fake = tmp_path / "fake_vllm.py"
+    fake.write_text(_FAKE_VLLM)
+    port = serve.free_port()
+    launcher = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(fake), str(port), mode],
+                                stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+    try:
+        assert launcher.stdout is not None
+        pgid = int(launcher.stdout.readline())
+        time.sleep(0.5)
+        assert len(_members(pgid)) >= 3, "watchdog, server and grandchild are running"
+        if mode == "thread":
+            assert socket.create_connection(("127.0.0.1", port), timeout=2), "the thread ended; the server lives on"
+        launcher.kill()  # SIGKILL: no atexit, no cleanup in the launcher
+        launcher.wait()
+        deadline = time.monotonic() + 15
+        while process_group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not process_group_alive(pgid), f"left running: {_members(pgid)}"
+    finally:
+        launcher.kill()
+
+
+def test_stop_ends_a_group_whose_members_ignore_sigterm(tmp_path: Path) -> None:
+    fake = tmp_path / "fake_vllm.py"
+    fake.write_text(_FAKE_VLLM)
+    port = serve.free_port()
+    server = VLLMServer(command=[sys.executable, str(fake), "--port", str(port), "--ignore-term"], port=port,
+                        progress=False, kill_after=1.0)
+    server.start(timeout=30)
+    pgid = server.pid
+    assert pgid is not None and len(_members(pgid)) >= 3
+    started = time.monotonic()
+    server.stop(timeout=5)
+    assert not process_group_alive(pgid) and time.monotonic() - started < 10
 
 
 def test_importing_serve_needs_no_vllm_or_torch() -> None:
