@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.labkit-installed
 WORKSPACE ?= work
 LAB_ARGS  ?=
 
-.PHONY: lab test test-vllm test-hub bench practice catalogs
+.PHONY: lab test test-vllm test-hub test-fastchat bench practice catalogs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test-vllm: $(STAMP)
 ## (installs jupyterhub into .venv and configurable-http-proxy into .hub/; bounded to 10 minutes)
 test-hub: $(STAMP)
 	bash scripts/test-hub.sh
+
+## FastChat 0.2.36's real front (controller + openai_api_server, own venv) with our worker: helpers, protocol, lessons
+test-fastchat: $(STAMP)
+	bash scripts/test-fastchat.sh
 
 ## A practice server in the foreground, for students and TAs
 practice: $(STAMP)
