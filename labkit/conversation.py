@@ -55,7 +55,8 @@ def is_context_overflow(exc: BaseException) -> tuple[bool, int | None, int | Non
     the prompt's token count when its message states them.
 
     Matches FastChat's code 40303 and vLLM's 400 wordings, whether the refusal came before the
-    stream (``RequestRejected``) or as an error event before any text (``StreamError``).
+    stream (``RequestRejected``) or as an error event before any text (``StreamError``), and an answer
+    that ended before its first word with finish_reason "length" (``StreamError``, reason "empty").
 
     Example:
         >>> body = {"object": "error", "code": 40303, "message": "This model's maximum context length is 4096 "
@@ -67,6 +68,10 @@ def is_context_overflow(exc: BaseException) -> tuple[bool, int | None, int | Non
     """
     if not isinstance(exc, BackendError):
         return False, None, None
+    if isinstance(exc, StreamError) and exc.reason == "empty":
+        # FastChat counts the text only: behind it the engine may find the context already full and end
+        # at once, with nothing generated and finish_reason "length"
+        return exc.finish_reason == "length", None, None
     if isinstance(exc, StreamError) and (exc.reason != "backend" or exc.partial_text):
         return False, None, None
     if not isinstance(exc, (RequestRejected, StreamError)) and exc.status not in (400, 413, 422):
@@ -314,12 +319,6 @@ class Conversation:
                 if not overflow or attempt == 2:
                     raise
                 self._recover(exc, sent, context, prompt)
-                continue
-            if not reply.text and reply.finish_reason == "length" and attempt == 1 and not reply.interrupted:
-                # FastChat counts the text only: behind it the engine may find the context already full
-                # and end at once, with nothing generated and finish_reason "length".
-                self._recover(RequestRejected(_("the answer ended before its first token (finish_reason "
-                                                "'length'): the context is full")), sent, None, None)
                 continue
             answer = assistant(reply.text)
             self.messages.append(answer)

@@ -20,7 +20,8 @@ base class. The tree, and where each error is raised::
     │   ├── ModelNotFound            the backend does not serve that model name             (failures)
     │   ├── RequestRejected          HTTP 400/413/422: the request was invalid              (failures)
     │   ├── RateLimited              HTTP 429/503: busy; .retry_after when the backend said (failures)
-    │   └── StreamError              an answer broke off; .partial_text, .reason           (streaming)
+    │   └── StreamError              an answer broke off, or finished empty; .partial_text,
+    │                                .reason, .finish_reason                                (streaming)
     └── ServeError                   a local vLLM server failed to start or died            (serve)
 
 Example:
@@ -120,7 +121,8 @@ class RateLimited(BackendError):
 class StreamError(BackendError):
     """A streaming answer broke off. ``partial_text`` holds what arrived before it did; ``reason`` is
     ``"dropped"`` (the connection broke), ``"stalled"`` (nothing arrived in time), ``"incomplete"``
-    (the stream ended without a finish reason) or ``"backend"`` (the backend sent an error event)."""
+    (the stream ended without a finish reason), ``"empty"`` (it finished, ``finish_reason`` says how,
+    without a word of answer) or ``"backend"`` (the backend sent an error event)."""
 
     def __init__(
         self,
@@ -130,10 +132,12 @@ class StreamError(BackendError):
         reason: str = "dropped",
         status: int | None = None,
         body: object = None,
+        finish_reason: str | None = None,
     ) -> None:
         super().__init__(message, status=status, body=body)
         self.partial_text = partial_text
         self.reason = reason
+        self.finish_reason = finish_reason
 
 
 class ServeError(LabkitError):

@@ -307,6 +307,8 @@ class ChatStream:
             if tail:
                 shown.append(tail)
                 yield tail
+            if not "".join(shown).strip():
+                raise self._empty(reply.finish_reason, "".join(raw))
         except KeyboardInterrupt:
             reply.interrupted = True
             reply.finish_reason = reply.finish_reason or "interrupted"
@@ -394,6 +396,23 @@ class ChatStream:
             "The answer from {url} was cut off: the stream ended without a finish reason (a proxy or the "
             "backend closed it early); {partial}. Ask again; if it keeps happening, tell your TA.").format(
             url=self.base_url, partial=self._partial_note()), partial_text=self._partial(), reason="incomplete")
+
+    def _empty(self, finish_reason: str, raw: str) -> StreamError:
+        """The stream finished properly, but without a word of answer: never an empty success."""
+        came = _("it sent only {raw}, which labkit removes as the leaked role prefix").format(raw=repr(raw)[:80]) \
+            if raw.strip() else _("it sent no text at all")
+        if finish_reason == "length":
+            message = _(
+                "The answer from {url} ended before its first word (finish_reason 'length'; {came}): the "
+                "question, the history and the image filled the model's context, or max_tokens is too small. "
+                "Ask with a shorter history (labkit.Conversation trims it for you), a smaller image or a larger "
+                "max_tokens.")
+        else:
+            message = _(
+                "The backend at {url} finished (finish_reason {finish!r}) without an answer ({came}). Ask again "
+                "or rephrase the question; if it keeps happening, tell your TA.")
+        return StreamError(message.format(url=self.base_url, came=came, finish=finish_reason),
+                           partial_text=self._partial(), reason="empty", finish_reason=finish_reason)
 
     def _broken(self) -> StreamError:
         return StreamError(_(

@@ -135,6 +135,34 @@ def test_a_finished_stream_without_done_is_a_whole_answer() -> None:
     assert (reply.text, reply.finish_reason) == ("A cat.", "stop")
 
 
+def test_a_finished_stream_without_a_word_is_an_error_not_an_empty_answer() -> None:
+    with tiny_server(sse([chunk(), chunk(None, "stop"), "data: [DONE]"])) as base:
+        labkit.configure(base_url=base)
+        with pytest.raises(labkit.StreamError, match=r"finished \(finish_reason 'stop'\) without an answer") as info:
+            labkit.chat("Hi", display=False)
+    assert (info.value.reason, info.value.finish_reason, info.value.partial_text) == ("empty", "stop", "")
+    assert "sent no text at all" in str(info.value)
+
+
+def test_an_answer_that_is_only_the_leaked_prefix_says_so() -> None:
+    with tiny_server(sse([chunk(), chunk("assistant\n"), chunk(None, "length"), "data: [DONE]"])) as base:
+        labkit.configure(base_url=base)
+        with pytest.raises(labkit.StreamError, match="ended before its first word") as info:
+            labkit.chat("Hi", display=False, max_tokens=1)
+    assert info.value.finish_reason == "length" and "'assistant\\n'" in str(info.value)
+    assert "max_tokens" in str(info.value)
+
+
+def test_a_batch_records_an_empty_answer_as_failed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with tiny_server(sse([chunk(), chunk(None, "stop"), "data: [DONE]"])) as base:
+        labkit.configure(base_url=base)
+        results = labkit.run_batch([labkit.BatchItem(id="a", question="Hi")], tmp_path / "out.jsonl",
+                                   progress=False)
+    record = results.records["a"]
+    assert results.failed == 1 and results.answered == 0
+    assert "without an answer" in json.dumps(record, ensure_ascii=False), record
+
+
 def test_labkit_chat_exits_non_zero_on_a_foreign_page(monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     with tiny_server(send(200, "text/html", LOGIN_PAGE)) as base:
