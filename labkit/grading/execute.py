@@ -85,6 +85,24 @@ def _on_alarm(signum: int, frame: object) -> None:
     raise CellTimeout()
 
 
+def _end_strays() -> None:
+    """Inside the sandbox's PID namespace (where this process is its init, PID 1), processes a cell
+    forked do not outlive the cell: they are killed and reaped. Outside one, nothing is touched."""
+    if os.getpid() != 1:
+        return
+    try:
+        os.kill(-1, signal.SIGKILL)  # as PID 1 of the namespace: every other process in it
+    except (ProcessLookupError, PermissionError):
+        pass
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def run_cells(cells: list[tuple[str, str]], *, cell_timeout: float, output_limit: int) -> tuple[Any, list[dict[str, Any]]]:
     """Run the code cells in one IPython shell; return the shell and one report per code cell.
 
@@ -117,6 +135,7 @@ def run_cells(cells: list[tuple[str, str]], *, cell_timeout: float, output_limit
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             sys.stdout, sys.stderr = real_stdout, real_stderr
+            _end_strays()
         if result is not None:
             exc = result.error_before_exec or result.error_in_exec
             if isinstance(exc, CellTimeout):

@@ -36,7 +36,7 @@ def failure_line(message: str) -> str:
         >>> failure_line("Trying: ...\\nException raised:\\n    AssertionError: 应当返回列表\\n")
         'AssertionError: 应当返回列表'
     """
-    for line in reversed(message.splitlines()):
+    for line in message.splitlines():  # the first exception: later ones often follow from it
         match = _ERROR_LINE.match(line)
         if match:
             return line.strip()

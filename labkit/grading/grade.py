@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from ..i18n import _
 from . import jail
-from .assignments import ASSIGNMENTS_DIR, Built, GradingError, build, master_path
+from .assignments import ASSIGNMENTS_DIR, GradingError, build, master_path
 from .feedback import failure_line, render
 from .gradebook import Gradebook
 
@@ -176,9 +176,9 @@ def _read_notebook(path: Path) -> tuple[dict[str, Any] | None, str]:
 class _Grader:
     """Runs submissions in sandboxed children (shared by the worker threads)."""
 
-    def __init__(self, built: Built, tests: dict[str, Any], limits: jail.Limits, hide_dirs: list[str],
+    def __init__(self, name: str, tests: dict[str, Any], limits: jail.Limits, hide_dirs: list[str],
                  hide_files: list[str], scratch: Path) -> None:
-        self.built = built
+        self.name = name
         self.tests = tests
         self.limits = limits
         self.hide_dirs = hide_dirs
@@ -187,7 +187,8 @@ class _Grader:
         self.running: dict[int, subprocess.Popen[bytes]] = {}
         self.lock = threading.Lock()
         self.stopping = False
-        self.user = jail.grading_user() if jail.isolation() == "root" else None
+        self.root = jail.isolation() == "root"
+        self.slots = list(range(64))
 
     def kill_all(self) -> None:
         self.stopping = True
@@ -209,17 +210,23 @@ class _Grader:
             return Outcome(submission.student, "invalid", problem)
         workdir = Path(tempfile.mkdtemp(prefix="sub-", dir=self.scratch))
         try:
-            notebook = workdir / f"{self.built.name}.ipynb"
+            notebook = workdir / f"{self.name}.ipynb"
             notebook.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
-            if self.user:
+            if self.root:
                 workdir.chmod(0o755)
-            return self._run(submission.student, workdir, notebook.name, nb)
+            with self.lock:
+                slot = self.slots.pop(0)
+            try:
+                return self._run(submission.student, workdir, notebook.name, nb, slot)
+            finally:
+                with self.lock:
+                    self.slots.append(slot)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _run(self, student: str, workdir: Path, notebook: str, nb: dict[str, Any]) -> Outcome:
-        config = jail.JailConfig(str(workdir), self.hide_dirs, self.hide_files, self.user, self.limits,
-                                 _needed_paths())
+    def _run(self, student: str, workdir: Path, notebook: str, nb: dict[str, Any], slot: int) -> Outcome:
+        uid = jail.grading_uid(slot) if self.root else None
+        config = jail.JailConfig(str(workdir), self.hide_dirs, self.hide_files, uid, self.limits, _needed_paths())
         read_end, write_end = os.pipe()
         child = [sys.executable, "-m", "labkit.grading.execute", str(write_end), notebook, str(self.limits.cell),
                  str(self.limits.output_chars)]
@@ -315,6 +322,21 @@ class _Grader:
                 chars=flood.get("output_chars"), kept=self.limits.output_chars))
         outcome.reason = "; ".join(notes)
         return outcome
+
+
+_built: dict[tuple[str, int, int], tuple[str, dict[str, Any]]] = {}
+
+
+def _tests_of(master: Path, scratch: Path) -> tuple[str, dict[str, Any]]:
+    """The assignment's name and all its tests, from ``otter assign`` (once per master file version
+    in this process). Nothing of it stays on disk: the tests live only in this process's memory."""
+    info = master.stat()
+    key = (str(master), info.st_mtime_ns, info.st_size)
+    if key not in _built:
+        built = build(master, scratch / "dist")
+        _built[key] = (built.name, built.tests())
+        shutil.rmtree(scratch / "dist")
+    return _built[key]
 
 
 def _needed_paths() -> list[str]:
@@ -447,9 +469,7 @@ def grade_folder(
     _check_paths(hide_dirs[1:])
     scratch = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
     try:
-        built = build(master, scratch / "dist")
-        tests = built.tests()
-        shutil.rmtree(scratch / "dist")  # the tests now live only in this process's memory
+        name, tests = _tests_of(master, scratch)
         questions = {name: _possible(spec) for name, spec in tests.items()}
         work = scratch / "work"
         work.mkdir()
@@ -460,7 +480,7 @@ def grade_folder(
             summary = GradeSummary(book_path, questions, book.rows, isolation=jail.isolation())
             todo = [s for s in subs if s.student not in book.rows]
             summary.skipped = len(subs) - len(todo)
-            grader = _Grader(built, tests, limits, hide_dirs, hide_files, work)
+            grader = _Grader(name, tests, limits, hide_dirs, hide_files, work)
             bar = tqdm(total=len(todo), desc=_("grading"), unit=_("notebook"), disable=not progress)
             pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="labkit-grade")
             pending: set[Future[Outcome]] = set()
@@ -474,7 +494,7 @@ def grade_folder(
                         outcome = future.result()
                         book.add(_row(outcome, questions))
                         (feedback / _feedback_name(outcome.student)).write_text(
-                            render(outcome.student, built.name, outcome.scores, questions, outcome.cell_errors,
+                            render(outcome.student, name, outcome.scores, questions, outcome.cell_errors,
                                    outcome.status, outcome.reason, outcome.cases), encoding="utf-8")
                         summary.graded.append(outcome)
                         bar.update(1)

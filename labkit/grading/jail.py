@@ -13,8 +13,8 @@ child runs under ``unshare`` with its own mount, network and PID namespaces and 
 - the submitted notebook copied into ``/tmp/submission``, the child's working folder;
 - a network namespace with only loopback up: the practice server the child starts is reachable,
   nothing else is;
-- as root, the grading user (``labkit-grader``, created on first use, else ``nobody``) with no
-  supplementary groups; and resource limits: address space, CPU seconds, file size, open files and,
+- as root, an unprivileged user id of its own (:func:`grading_uid`, no account, no supplementary
+  groups); and resource limits: address space, CPU seconds, file size, open files and,
   for the grading user, processes.
 
 Without namespaces (no root, user namespaces disabled) the child still runs in its own process,
@@ -32,7 +32,6 @@ import ctypes
 import fcntl
 import json
 import os
-import pwd
 import resource
 import shutil
 import signal
@@ -44,9 +43,9 @@ import sys
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
-__all__ = ["Limits", "JailConfig", "isolation", "grading_user", "command", "main"]
+__all__ = ["Limits", "JailConfig", "isolation", "grading_uid", "command", "main"]
 
-GRADER_USER = "labkit-grader"
+GRADER_UID_BASE = 960_000
 _MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
 
 
@@ -71,7 +70,7 @@ class JailConfig:
     workdir: str
     hide_dirs: list[str] = field(default_factory=list)
     hide_files: list[str] = field(default_factory=list)
-    user: str | None = None
+    uid: int | None = None
     limits: Limits = field(default_factory=Limits)
     expose: list[str] = field(default_factory=list)
 
@@ -104,27 +103,16 @@ def isolation() -> str:
     return "process"
 
 
-@lru_cache(maxsize=None)
-def grading_user() -> str | None:
-    """The unprivileged user submissions run as when the grader is root (created on first use).
+def grading_uid(slot: int) -> int | None:
+    """The unprivileged user (and group) id submissions run as when the grader is root: one per
+    concurrent slot, so one submission's processes never count against another's limit. These ids
+    have no account (nothing is added to the system) and own nothing outside the sandbox.
 
     Example:
-        >>> grading_user() is None or isinstance(grading_user(), str)
-        True
+        >>> grading_uid(1) - grading_uid(0) if os.geteuid() == 0 else 1
+        1
     """
-    if os.geteuid() != 0:
-        return None
-    for name in (GRADER_USER,):
-        try:
-            pwd.getpwnam(name)
-            return name
-        except KeyError:
-            pass
-    useradd = shutil.which("useradd")
-    if useradd and subprocess.run([useradd, "--system", "--no-create-home", "--home-dir", "/nonexistent",
-                                   "--shell", "/usr/sbin/nologin", GRADER_USER], capture_output=True).returncode == 0:
-        return GRADER_USER
-    return "nobody"
+    return GRADER_UID_BASE + slot if os.geteuid() == 0 else None
 
 
 def command(config: JailConfig, child: list[str]) -> list[str]:
@@ -212,7 +200,7 @@ def _enter(config: JailConfig, level: str) -> str:
     """Prepare the namespaces (``level`` "root" or "userns"); return the working folder."""
     source = os.open(config.workdir, os.O_RDONLY | os.O_DIRECTORY)
     _mount("none", "/", None, _MS_REC | _MS_PRIVATE)
-    if level == "root" and config.user:
+    if level == "root" and config.uid is not None:
         _expose(config.expose)
     for target in ("/tmp", "/var/tmp", "/dev/shm"):
         if os.path.isdir(target):
@@ -231,11 +219,10 @@ def _enter(config: JailConfig, level: str) -> str:
         with os.fdopen(src, "rb") as fin, open(os.path.join(work, name), "wb") as fout:
             shutil.copyfileobj(fin, fout)
     os.close(source)
-    if level == "root" and config.user:
-        entry = pwd.getpwnam(config.user)
+    if level == "root" and config.uid is not None:
         for root, dirs, files in os.walk(work):
             for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
-                os.chown(name, entry.pw_uid, entry.pw_gid)
+                os.chown(name, config.uid, config.uid)
     return work
 
 
@@ -245,20 +232,20 @@ def main(argv: list[str] | None = None) -> int:
     raw = json.loads(argv[0])
     config = JailConfig(**{**raw, "limits": Limits(**raw.get("limits", {}))})
     child = argv[argv.index("--") + 1:]
-    level = "process" if os.getpid() != 1 else ("root" if config.user else "userns")
+    level = "process" if os.getpid() != 1 else ("root" if config.uid is not None else "userns")
     if os.getpid() == 1:  # inside fresh namespaces (unshare --pid --fork made us their init)
         work = _enter(config, level)
     else:
         work = config.workdir
-    separate = level == "root" and bool(config.user)
+    separate = level == "root" and config.uid is not None
     os.chdir(work)
     env = dict(os.environ, HOME=work, TMPDIR=work if os.getpid() != 1 else "/tmp")
     if separate:
-        entry = pwd.getpwnam(config.user or "nobody")
+        assert config.uid is not None
         os.setgroups([])
-        os.setgid(entry.pw_gid)
+        os.setgid(config.uid)
         _limit(config.limits, True)
-        os.setuid(entry.pw_uid)
+        os.setuid(config.uid)
     else:
         _limit(config.limits, False)
     os.execve(child[0], child, env)
