@@ -21,6 +21,7 @@ from .errors import (
     ServeError,
     StreamError,
 )
+from .grading import grade_folder, list_assignments, write_student_version
 from .images import ImageInfo, describe_image, encode_image, estimate_image_tokens, llava_target_size
 from .messages import Conversation, assistant, estimate_tokens, system, user
 from .streaming import ChatStream, Reply, chat, stream_chat
@@ -55,7 +56,9 @@ __all__ = [
     "encode_image",
     "estimate_image_tokens",
     "estimate_tokens",
+    "grade_folder",
     "items_from_folder",
+    "list_assignments",
     "load_results",
     "llava_target_size",
     "load_settings",
@@ -67,4 +70,5 @@ __all__ = [
     "strip_role_prefix",
     "system",
     "user",
+    "write_student_version",
 ]

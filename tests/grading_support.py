@@ -36,10 +36,11 @@ class Maker:
     def __init__(self, assignment: str, scratch: Path) -> None:
         built = build(assignment, scratch / f"dist-{assignment}")
         self.name = assignment
+        self.autograder_zip = built.autograder_zip
         self.solution = _load(built.autograder_notebook)
         self.student = _load(built.student_notebook)
-        for nb in (self.solution, self.student):
-            nb["metadata"].pop("otter", None)  # a submission carries no tests; public ones would be harmless
+        # what a student submits carries the student version's metadata (assignment name, public tests)
+        self.solution["metadata"] = copy.deepcopy(self.student["metadata"])
         self.functions = [m.group(1) for c in self.solution["cells"] if c["cell_type"] == "code"
                           for m in [re.search(r"^def (\w+)\(", "".join(c["source"]), re.M)] if m]
 

@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import json
 import os
@@ -128,12 +127,11 @@ def command(config: JailConfig, child: list[str]) -> list[str]:
     return [*jail, *child]
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
 def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    if _libc().mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
+    import ctypes  # only in the sandbox's init, not on `import labkit`
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
                      data.encode() if data else None) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount {fstype or 'bind'} on {target}: {os.strerror(err)}")
