@@ -23,6 +23,11 @@ pytestmark = pytest.mark.timeout(240)
 ASSIGNMENT = "multimodal-request"
 
 
+@pytest.fixture(autouse=True)
+def english(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABKIT_LANG", "en")
+
+
 def rows(path: Path) -> dict[str, dict[str, str]]:
     with path.open(encoding="utf-8", newline="") as handle:
         return {row["student"]: row for row in csv.DictReader(handle)}
@@ -52,7 +57,9 @@ def graded(tmp_path_factory: pytest.TempPathFactory, make: Maker) -> dict[str, o
     write(subs / "mallory.ipynb", make.with_cells_at_end(cells))
     original = (subs / "ana.ipynb").read_bytes()
     limits = Limits(wall=150.0, cell=6.0)
-    summary = grade_folder(ASSIGNMENT, subs, book, limits=limits, jobs=2, progress=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LABKIT_LANG", "en")  # the CSV's reasons are asserted in English
+        summary = grade_folder(ASSIGNMENT, subs, book, limits=limits, jobs=2, progress=False)
     return {"root": root, "subs": subs, "book": book, "summary": summary, "original": original, "limits": limits}
 
 

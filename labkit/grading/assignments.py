@@ -58,7 +58,7 @@ def master_path(name: str | os.PathLike[str]) -> Path:
     shipped = ASSIGNMENTS_DIR / f"{name}.ipynb"
     if shipped.is_file():
         return shipped
-    raise GradingError(_("No assignment named {name!r}: choose one of {names} (`labkit assignment --list`), "
+    raise GradingError(_("No assignment named '{name}': choose one of {names} (`labkit assignment --list`), "
                          "or give the path of an otter master notebook.").format(
         name=str(name), names=", ".join(list_assignments())))
 
