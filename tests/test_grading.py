@@ -150,9 +150,9 @@ def test_hard_hang_is_killed_at_the_time_limit(tmp_path: Path, make: Maker) -> N
     subs = tmp_path / "subs"
     write(subs / "hang.ipynb", make.with_cells_at_end(
         ["import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass"]))
-    summary = grade_folder(ASSIGNMENT, subs, tmp_path / "g.csv", limits=Limits(wall=15.0, cell=5.0), progress=False)
+    summary = grade_folder(ASSIGNMENT, subs, tmp_path / "g.csv", limits=Limits(wall=10.0, cell=5.0), progress=False)
     row = rows(tmp_path / "g.csv")["hang"]
-    assert row["status"] == "timeout" and row["total"] == "0" and "time limit of 15 s" in row["reason"]
+    assert row["status"] == "timeout" and row["total"] == "0" and "time limit of 10 s" in row["reason"]
     assert summary.graded[0].seconds < 40
     assert "超过了时间限制" in (tmp_path / "g-feedback" / "hang.md").read_text(encoding="utf-8")
 
