@@ -16,6 +16,7 @@ from typing import Any
 
 from labkit.grading import build
 from labkit.grading.assignments import ASSIGNMENTS_DIR
+from labkit.grading.grade import _repository
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -76,7 +77,9 @@ def hostile_cells(assignment: str, gradebook: Path, other: Path, submissions: Pa
     """Cells that try to read the hidden tests, other submissions and the gradebook, change them,
     reach the network, fork without end and grab memory. Each raises when it is stopped."""
     master = ASSIGNMENTS_DIR / f"{assignment}.ipynb"
-    return [
+    git_dirs = _repository()[0]
+    history = [f"head = open({git_dirs[-1] + '/HEAD'!r}).read()  # the git history holds the masters"] if git_dirs else []
+    return history + [
         f"leaked = open({str(master)!r}, encoding='utf-8').read()\nassert 'hidden' in leaked",
         "import glob\nfound = glob.glob('/tmp/**/tests/q*.py', recursive=True) + "
         "glob.glob('/tmp/labkit-grade-*/**/*.ipynb', recursive=True)\nassert found, 'no autograder found'",

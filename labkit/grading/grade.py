@@ -430,8 +430,37 @@ def _row(outcome: Outcome, questions: dict[str, float]) -> dict[str, Any]:
     return row
 
 
+def _holds_needed(folder: Path) -> bool:
+    hidden = folder.resolve()
+    return any(path == hidden or hidden in path.parents for path in _needed_roots())
+
+
+def _needed_roots() -> list[Path]:
+    return [Path(sys.prefix).resolve(), Path(__file__).resolve().parent.parent]
+
+
+def _repository() -> tuple[list[str], list[str]]:
+    """The git metadata of the checkout labkit runs from (its history holds the master notebooks):
+    folders and files to hide from submissions."""
+    project = ASSIGNMENTS_DIR.parent.parent
+    dotgit = project / ".git"
+    if dotgit.is_dir():
+        return [str(dotgit)], []
+    if not dotgit.is_file():
+        return [], []
+    dirs: list[str] = []
+    match = re.match(r"gitdir:\s*(.+)", dotgit.read_text(encoding="utf-8", errors="replace").strip())
+    if match:
+        gitdir = (project / match.group(1).strip()).resolve()
+        dirs.append(str(gitdir))
+        common = gitdir / "commondir"
+        if common.is_file():
+            dirs.append(str((gitdir / common.read_text(encoding="utf-8").strip()).resolve()))
+    return [d for d in dirs if os.path.isdir(d)], [str(dotgit)]
+
+
 def _check_paths(hide_dirs: list[str]) -> None:
-    needed = [Path(sys.prefix).resolve(), Path(__file__).resolve().parent.parent]
+    needed = _needed_roots()
     for folder in hide_dirs:
         hidden = Path(folder).resolve()
         for path in needed:
@@ -467,6 +496,10 @@ def grade_folder(
     feedback.mkdir(parents=True, exist_ok=True)
     hide_dirs = [str(ASSIGNMENTS_DIR), str(Path(submissions).resolve()), str(feedback.resolve())]
     _check_paths(hide_dirs[1:])
+    if master.parent != ASSIGNMENTS_DIR and not _holds_needed(master.parent):
+        hide_dirs.append(str(master.parent))  # a TA's own folder of masters
+    repo_dirs, repo_files = _repository()
+    hide_dirs += repo_dirs
     scratch = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
     try:
         name, tests = _tests_of(master, scratch)
@@ -476,7 +509,7 @@ def grade_folder(
         scratch.chmod(0o711)
         work.chmod(0o711)
         with Gradebook(book_path, list(questions)) as book:
-            hide_files = [str(book_path), str(master)]
+            hide_files = [str(book_path), str(master), *repo_files]
             summary = GradeSummary(book_path, questions, book.rows, isolation=jail.isolation())
             todo = [s for s in subs if s.student not in book.rows]
             summary.skipped = len(subs) - len(todo)
