@@ -36,6 +36,7 @@ from .errors import (
     UnexpectedResponse,
     UsageError,
 )
+from .grading import grade_folder, list_assignments, write_student_version
 from .images import ImageInfo, describe_image, encode_image, estimate_image_tokens, llava_target_size
 from .messages import assistant, estimate_tokens, system, user
 from .playground import Playground
@@ -80,7 +81,9 @@ __all__ = [
     "encode_image",
     "estimate_image_tokens",
     "estimate_tokens",
+    "grade_folder",
     "items_from_folder",
+    "list_assignments",
     "llava_target_size",
     "load_results",
     "load_settings",
@@ -93,6 +96,7 @@ __all__ = [
     "sync_workspace",
     "system",
     "user",
+    "write_student_version",
 ]
 
 # A student's traceback says `labkit.ImageError`, not `labkit.errors.ImageError` (as httpx does).

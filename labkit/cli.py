@@ -264,6 +264,53 @@ def run_serve(argv: Sequence[str] | None, *, gpus: Iterable[GpuInfo] | None = No
     return code
 
 
+def _grading_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from .i18n import _
+
+    a = sub.add_parser("assignment", help=_("list the graded assignments, or write one's student version"),
+                       description=_("Write the student version of an assignment (no solutions, no hidden tests)."))
+    a.add_argument("--list", action="store_true", help=_("print the assignments' names, one a line"))
+    a.add_argument("name", nargs="?", help=_("an assignment's name, or the path of an otter master notebook"))
+    a.add_argument("dest", nargs="?", help=_("the folder to write the student notebook into"))
+    g = sub.add_parser("grade", help=_("grade a folder of submitted notebooks into a CSV gradebook"),
+                       description=_("Grade SUBMISSIONS/<student>.ipynb (or SUBMISSIONS/<student>/*.ipynb), each in "
+                                     "its own sandboxed process with its own practice server; re-running resumes."))
+    g.add_argument("name", help=_("an assignment's name, or the path of an otter master notebook"))
+    g.add_argument("submissions", help=_("the folder of submitted notebooks"))
+    g.add_argument("-o", "--output", default="grades.csv", help=_("the gradebook CSV (default grades.csv)"))
+    g.add_argument("--feedback", default=None, help=_("folder for the feedback files (default <gradebook>-feedback)"))
+    g.add_argument("--jobs", type=int, default=1, help=_("submissions graded at once (default 1)"))
+    g.add_argument("--time-limit", type=float, default=120.0, help=_("seconds per submission (default 120)"))
+    g.add_argument("--cell-time-limit", type=float, default=30.0, help=_("seconds per cell (default 30)"))
+    g.add_argument("--memory-mb", type=int, default=4096, help=_("address space per submission in MB (default 4096)"))
+
+
+def _run_assignment(args: argparse.Namespace) -> int:
+    from .grading import list_assignments, write_student_version
+    from .i18n import _
+
+    if args.list or not args.name:
+        print("\n".join(list_assignments()))
+        return 0
+    if not args.dest:
+        print(_("labkit assignment: give the folder to write into, e.g. `labkit assignment {name} handout/`").format(
+            name=args.name), file=sys.stderr)
+        return 2
+    path = write_student_version(args.name, args.dest)
+    print(_("Wrote the student version: {path}").format(path=str(path)))
+    return 0
+
+
+def _run_grade(args: argparse.Namespace) -> int:
+    from .grading import Limits, grade_folder
+
+    limits = Limits(wall=args.time_limit, cell=min(args.cell_time_limit, args.time_limit), memory_mb=args.memory_mb)
+    summary = grade_folder(args.name, args.submissions, args.output, feedback_dir=args.feedback, limits=limits,
+                           jobs=args.jobs)
+    print(summary.report())
+    return 130 if summary.interrupted else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``labkit`` command.
 
@@ -279,6 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--image", help=_("path of an image to send"))
     c.add_argument("--max-tokens", type=int, default=None, help=_("the longest answer, in tokens"))
     _workspace_parser(sub)
+    _grading_parsers(sub)
     _serve_parser(sub)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:  # its own runner: vLLM flags after `--` pass through untouched
@@ -288,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return {"practice": _run_practice, "doctor": _run_doctor, "chat": _run_chat,
-                "workspace": _run_workspace}[args.command](args)
+                "workspace": _run_workspace, "assignment": _run_assignment, "grade": _run_grade}[args.command](args)
     except (LabkitError, ValueError) as exc:  # ValueError: a bad LABKIT_PRACTICE_* value, named in the message
         print(f"labkit: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,544 @@
+"""Grading a folder of submitted notebooks: one sandboxed child per submission, a durable gradebook.
+
+For each ``SUBMISSIONS/<student>.ipynb`` (or ``SUBMISSIONS/<student>/<any>.ipynb``) not already in
+the gradebook:
+
+1. the notebook's JSON is read here; a file that is not a notebook is recorded as ``invalid``;
+2. a copy goes into a fresh temporary folder, and :mod:`labkit.grading.execute` runs it in a child
+   process inside :mod:`labkit.grading.jail` (own namespaces, grading user, limits), with an
+   environment holding no ``LABKIT_*``/``OPENAI_*`` setting of this machine: the child starts its own
+   practice server, so grading never reaches the class's real backend;
+3. once the child reports that the student's cells have finished, the tests (public and hidden,
+   from ``otter assign``'s autograder notebook) are written to its standard input, and otter's test
+   classes score them in the child; the results come back on a private pipe, with a nonce;
+4. a wall-clock limit kills the child's whole process group; a run that dies, hangs or floods is
+   recorded with its reason and the next submission runs;
+5. the row is appended to the CSV and fsynced, and the student's Chinese feedback file is written.
+
+Example:
+    >>> summary = grade_folder("multimodal-request", "submissions", "grades.csv")  # doctest: +SKIP
+    >>> print(summary.report())                                                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..i18n import _
+from . import jail
+from .assignments import ASSIGNMENTS_DIR, GradingError, build, master_path
+from .feedback import failure_line, render
+from .gradebook import Gradebook
+
+__all__ = ["Submission", "Outcome", "GradeSummary", "find_submissions", "grade_folder"]
+
+_SAFE_ID = re.compile(r"[^\w.\-]+")
+_CHANNEL_LIMIT = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One student's notebook: ``student`` (the id), ``path``, and ``problem`` when the folder is
+    ambiguous (e.g. two notebooks)."""
+
+    student: str
+    path: Path | None
+    problem: str = ""
+
+
+def find_submissions(folder: str | os.PathLike[str]) -> list[Submission]:
+    """``<student>.ipynb`` files and ``<student>/<any>.ipynb`` folders in ``folder``, by student id.
+
+    Example:
+        >>> find_submissions("no-such-folder")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        labkit.grading.assignments.GradingError: No submissions folder at 'no-such-folder'...
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise GradingError(_("No submissions folder at '{path}': give the folder holding <student>.ipynb files "
+                             "or <student>/ folders.").format(path=str(folder)))
+    found: dict[str, Submission] = {}
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_file() and entry.suffix == ".ipynb":
+            found[entry.stem] = Submission(entry.stem, entry)
+        elif entry.is_dir():
+            notebooks = sorted(p for p in entry.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+            if len(notebooks) == 1:
+                found[entry.name] = Submission(entry.name, notebooks[0])
+            elif notebooks:
+                found[entry.name] = Submission(entry.name, None, _("{count} notebooks in the folder ({names}): "
+                                                                  "submit exactly one").format(
+                    count=len(notebooks), names=", ".join(p.name for p in notebooks[:5])))
+    return list(found.values())
+
+
+@dataclass
+class Outcome:
+    """What grading one submission gave."""
+
+    student: str
+    status: str
+    reason: str = ""
+    scores: dict[str, float] = field(default_factory=dict)
+    cases: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    cell_errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class GradeSummary:
+    """A grading run: the gradebook's path, the outcomes graded now, and the rows skipped."""
+
+    gradebook: Path
+    questions: dict[str, float]
+    rows: dict[str, dict[str, str]]
+    graded: list[Outcome] = field(default_factory=list)
+    skipped: int = 0
+    wall_time: float = 0.0
+    interrupted: bool = False
+    isolation: str = "process"
+
+    def pass_rates(self) -> dict[str, tuple[float, float]]:
+        """For each question, over every row of the gradebook: (share with full marks, mean share of the points).
+
+        Example:
+            >>> s = GradeSummary(Path("g.csv"), {"q1": 2.0}, {"a": {"q1": "2"}, "b": {"q1": "1"}})
+            >>> s.pass_rates()
+            {'q1': (0.5, 0.75)}
+        """
+        rates: dict[str, tuple[float, float]] = {}
+        for question, points in self.questions.items():
+            values = [float(row.get(question) or 0) for row in self.rows.values()]
+            if not values or not points:
+                rates[question] = (0.0, 0.0)
+                continue
+            rates[question] = (sum(v >= points for v in values) / len(values),
+                               sum(values) / (points * len(values)))
+        return rates
+
+    def report(self) -> str:
+        """The summary a TA reads at the end of a run."""
+        lines = [_("{graded} graded now, {skipped} already in {path}, in {seconds:.1f} s (isolation: {isolation})").format(
+            graded=len(self.graded), skipped=self.skipped, path=str(self.gradebook), seconds=self.wall_time,
+            isolation=self.isolation)]
+        if self.interrupted:
+            lines.append(_("Interrupted: run the same command again to grade the rest."))
+        lines.append(_("question   full marks   mean score"))
+        for question, (full, mean) in self.pass_rates().items():
+            lines.append(f"{question:<10} {full:>10.0%}   {mean:>10.0%}")
+        statuses: dict[str, int] = {}
+        for row in self.rows.values():
+            statuses[row.get("status", "")] = statuses.get(row.get("status", ""), 0) + 1
+        lines.append(_("status: {counts}").format(counts=", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))))
+        return "\n".join(lines)
+
+
+def _child_env() -> dict[str, str]:
+    env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "PYTHONUNBUFFERED": "1",
+           "LABKIT_PRACTICE_FAST": "1", "MPLBACKEND": "Agg"}
+    return env  # nothing of this machine's LABKIT_*/OPENAI_* settings: grading never uses the real backend
+
+
+def _read_notebook(path: Path) -> tuple[dict[str, Any] | None, str]:
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, _("not a notebook: broken JSON ({error})").format(error=str(exc)[:120])
+    except OSError as exc:
+        return None, _("cannot read the file: {error}").format(error=exc.strerror or exc)
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        return None, _("not a notebook: no list of cells")
+    return data, ""
+
+
+class _Grader:
+    """Runs submissions in sandboxed children (shared by the worker threads)."""
+
+    def __init__(self, name: str, tests: dict[str, Any], limits: jail.Limits, hide_dirs: list[str],
+                 hide_files: list[str], scratch: Path) -> None:
+        self.name = name
+        self.tests = tests
+        self.limits = limits
+        self.hide_dirs = hide_dirs
+        self.hide_files = hide_files
+        self.scratch = scratch
+        self.running: dict[int, subprocess.Popen[bytes]] = {}
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.root = jail.isolation() == "root"
+        self.slots = list(range(64))
+
+    def kill_all(self) -> None:
+        self.stopping = True
+        with self.lock:
+            for proc in list(self.running.values()):
+                _kill(proc)
+
+    def grade(self, submission: Submission) -> Outcome:
+        started = time.perf_counter()
+        outcome = self._grade(submission)
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def _grade(self, submission: Submission) -> Outcome:
+        if submission.path is None:
+            return Outcome(submission.student, "invalid", submission.problem)
+        nb, problem = _read_notebook(submission.path)
+        if nb is None:
+            return Outcome(submission.student, "invalid", problem)
+        workdir = Path(tempfile.mkdtemp(prefix="sub-", dir=self.scratch))
+        try:
+            notebook = workdir / f"{self.name}.ipynb"
+            notebook.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+            if self.root:
+                workdir.chmod(0o755)
+            with self.lock:
+                slot = self.slots.pop(0)
+            try:
+                return self._run(submission.student, workdir, notebook.name, nb, slot)
+            finally:
+                with self.lock:
+                    self.slots.append(slot)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _run(self, student: str, workdir: Path, notebook: str, nb: dict[str, Any], slot: int) -> Outcome:
+        uid = jail.grading_uid(slot) if self.root else None
+        config = jail.JailConfig(str(workdir), self.hide_dirs, self.hide_files, uid, self.limits, _needed_paths())
+        read_end, write_end = os.pipe()
+        child = [sys.executable, "-m", "labkit.grading.execute", str(write_end), notebook, str(self.limits.cell),
+                 str(self.limits.output_chars)]
+        log_path = workdir.parent / f"{workdir.name}.log"
+        with open(log_path, "wb") as log:
+            try:
+                proc = subprocess.Popen(jail.command(config, child), stdin=subprocess.PIPE, stdout=log,
+                                        stderr=subprocess.STDOUT, env=_child_env(), start_new_session=True,
+                                        pass_fds=(write_end,))
+            finally:
+                os.close(write_end)
+        with self.lock:
+            self.running[proc.pid] = proc
+        try:
+            return self._talk(student, proc, read_end, nb, log_path)
+        finally:
+            _kill(proc)
+            with self.lock:
+                self.running.pop(proc.pid, None)
+            os.close(read_end)
+            log_path.unlink(missing_ok=True)
+
+    def _talk(self, student: str, proc: subprocess.Popen[bytes], channel: int, nb: dict[str, Any],
+              log_path: Path) -> Outcome:
+        nonce = secrets.token_hex(16)
+        deadline = time.monotonic() + self.limits.wall
+        buffer = b""
+        cells: list[dict[str, Any]] | None = None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.stopping:
+                _kill(proc)
+                reason = _("ran past the time limit of {seconds:g} s (killed)").format(seconds=self.limits.wall)
+                return self._timed_out(student, cells, nb, reason)
+            ready, _w, _x = select.select([channel], [], [], min(remaining, 0.5))
+            if not ready:
+                continue
+            chunk = os.read(channel, 65536)
+            if not chunk:
+                break
+            buffer += chunk
+            if len(buffer) > _CHANNEL_LIMIT:
+                _kill(proc)
+                return Outcome(student, "crashed", _("flooded the grader's results channel (killed)"))
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                try:
+                    message = json.loads(line.decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    continue
+                if not isinstance(message, dict):
+                    continue
+                if message.get("event") == "cells" and cells is None:
+                    cells = list(message.get("cells") or [])
+                    request = json.dumps({"nonce": nonce, "tests": self.tests}) + "\n"
+                    try:
+                        assert proc.stdin is not None
+                        proc.stdin.write(request.encode("utf-8"))
+                        proc.stdin.close()
+                    except (BrokenPipeError, OSError):
+                        pass
+                elif message.get("event") == "results" and message.get("nonce") == nonce and cells is not None:
+                    return self._scored(student, cells, nb, message.get("results") or {})
+        proc.wait(timeout=10)
+        return Outcome(student, "crashed", _describe_death(proc.returncode, log_path, cells))
+
+    def _timed_out(self, student: str, cells: list[dict[str, Any]] | None, nb: dict[str, Any],
+                   reason: str) -> Outcome:
+        outcome = Outcome(student, "timeout", reason)
+        if cells is not None:
+            outcome.cell_errors = _cell_errors(cells, nb)
+        return outcome
+
+    def _scored(self, student: str, cells: list[dict[str, Any]], nb: dict[str, Any],
+                results: dict[str, Any]) -> Outcome:
+        outcome = Outcome(student, "ok")
+        outcome.cell_errors = _cell_errors(cells, nb)
+        for question in self.tests:
+            entry = results.get(question) or {}
+            try:
+                outcome.scores[question] = float(entry.get("score", 0.0))
+            except (TypeError, ValueError):
+                outcome.scores[question] = 0.0
+            outcome.scores[question] = max(0.0, min(outcome.scores[question], _possible(self.tests[question])))
+            outcome.cases[question] = _cases(self.tests[question], entry)
+        flood = next((c for c in cells if "output_chars" in c), {})
+        notes = []
+        if outcome.cell_errors:
+            outcome.status = "errors"
+            notes.append(_("{count} cell(s) raised or ran out of time").format(count=len(outcome.cell_errors)))
+        if flood.get("output_dropped"):
+            notes.append(_("printed {chars} characters; only the first {kept} were kept").format(
+                chars=flood.get("output_chars"), kept=self.limits.output_chars))
+        outcome.reason = "; ".join(notes)
+        return outcome
+
+
+_built: dict[tuple[str, int, int], tuple[str, dict[str, Any]]] = {}
+
+
+def _tests_of(master: Path, scratch: Path) -> tuple[str, dict[str, Any]]:
+    """The assignment's name and all its tests, from ``otter assign`` (once per master file version
+    in this process). Nothing of it stays on disk: the tests live only in this process's memory."""
+    info = master.stat()
+    key = (str(master), info.st_mtime_ns, info.st_size)
+    if key not in _built:
+        built = build(master, scratch / "dist")
+        _built[key] = (built.name, built.tests())
+        shutil.rmtree(scratch / "dist")
+    return _built[key]
+
+
+def _needed_paths() -> list[str]:
+    """What the grading child must be able to read: the Python installation, the venv, labkit."""
+    import site
+
+    paths = {sys.base_prefix, sys.prefix, os.path.realpath(sys.executable),
+             str(Path(__file__).resolve().parent.parent.parent)}
+    paths.update(p for p in site.getsitepackages() if os.path.isdir(p))
+    return sorted(paths)
+
+
+def _possible(spec: dict[str, Any]) -> float:
+    cases = spec.get("suites", [{}])[0].get("cases", [])
+    points = [c.get("points") for c in cases]
+    if all(isinstance(p, (int, float)) for p in points):
+        return float(sum(points))  # type: ignore[arg-type]
+    return float(spec.get("points") or 0)
+
+
+def _cases(spec: dict[str, Any], entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each test case of a question as the feedback shows it: hidden tests only by their hint."""
+    outcomes = entry.get("test_case_results") or []
+    rows = []
+    for index, case in enumerate(spec.get("suites", [{}])[0].get("cases", [])):
+        result = outcomes[index] if index < len(outcomes) and isinstance(outcomes[index], dict) else {}
+        passed = bool(result.get("passed"))
+        hidden = bool(case.get("hidden"))
+        if hidden:
+            hint = case.get("failure_message") or ""
+        else:
+            hint = failure_line(str(result.get("message", ""))) if result else ""
+        if not result:
+            hint = hint or "测试没有运行（笔记本在此之前停止）"
+        rows.append({"hidden": hidden, "passed": passed, "hint": hint, "points": case.get("points") or 0})
+    return rows
+
+
+def _cell_errors(cells: list[dict[str, Any]], nb: dict[str, Any]) -> list[str]:
+    errors = []
+    for report in cells:
+        if report.get("skipped") or "index" not in report:
+            continue
+        if report.get("timeout"):
+            errors.append(f"第 {report['index'] + 1} 个单元格运行超时，被中断")
+        elif report.get("error"):
+            errors.append(f"第 {report['index'] + 1} 个单元格出错：{report['error']}")
+    return errors
+
+
+def _describe_death(returncode: int | None, log_path: Path, cells: list[dict[str, Any]] | None) -> str:
+    tail = ""
+    try:
+        tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+    except OSError:
+        pass
+    if "MemoryError" in tail or returncode in (-signal.SIGKILL, -signal.SIGSEGV):
+        what = _("out of memory or killed")
+    elif returncode is not None and returncode < 0:
+        what = _("killed by signal {signal}").format(signal=-returncode)
+    else:
+        what = _("exited with status {code}").format(code=returncode)
+    where = _("after the notebook's cells") if cells is not None else _("while running the notebook")
+    last = [line for line in tail.strip().splitlines() if line.strip()][-1:] if tail.strip() else []
+    return _("the grading process ended {where}: {what}{detail}").format(
+        where=where, what=what, detail=f" ({last[0][:160]})" if last else "")
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _feedback_name(student: str) -> str:
+    return (_SAFE_ID.sub("_", student).strip("._") or "student") + ".md"
+
+
+def _row(outcome: Outcome, questions: dict[str, float]) -> dict[str, Any]:
+    row: dict[str, Any] = {"student": outcome.student, "status": outcome.status, "reason": outcome.reason}
+    for question in questions:
+        row[question] = f"{outcome.scores.get(question, 0.0):g}"
+    row["total"] = f"{sum(outcome.scores.get(q, 0.0) for q in questions):g}"
+    row["possible"] = f"{sum(questions.values()):g}"
+    return row
+
+
+def _holds_needed(folder: Path) -> bool:
+    hidden = folder.resolve()
+    return any(path == hidden or hidden in path.parents for path in _needed_roots())
+
+
+def _needed_roots() -> list[Path]:
+    return [Path(sys.prefix).resolve(), Path(__file__).resolve().parent.parent]
+
+
+def _repository() -> tuple[list[str], list[str]]:
+    """The git metadata of the checkout labkit runs from (its history holds the master notebooks):
+    folders and files to hide from submissions."""
+    project = ASSIGNMENTS_DIR.parent.parent
+    dotgit = project / ".git"
+    if dotgit.is_dir():
+        return [str(dotgit)], []
+    if not dotgit.is_file():
+        return [], []
+    dirs: list[str] = []
+    match = re.match(r"gitdir:\s*(.+)", dotgit.read_text(encoding="utf-8", errors="replace").strip())
+    if match:
+        gitdir = (project / match.group(1).strip()).resolve()
+        dirs.append(str(gitdir))
+        common = gitdir / "commondir"
+        if common.is_file():
+            dirs.append(str((gitdir / common.read_text(encoding="utf-8").strip()).resolve()))
+    return [d for d in dirs if os.path.isdir(d)], [str(dotgit)]
+
+
+def _check_paths(hide_dirs: list[str]) -> None:
+    needed = _needed_roots()
+    for folder in hide_dirs:
+        hidden = Path(folder).resolve()
+        for path in needed:
+            if path == hidden or hidden in path.parents:
+                raise GradingError(_("The folder {folder} holds the Python environment the grading uses ({path}): "
+                                     "put the submissions and the gradebook in folders of their own.").format(
+                    folder=str(hidden), path=str(path)))
+
+
+def grade_folder(
+    assignment: str | os.PathLike[str],
+    submissions: str | os.PathLike[str],
+    gradebook: str | os.PathLike[str],
+    *,
+    feedback_dir: str | os.PathLike[str] | None = None,
+    limits: jail.Limits | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+) -> GradeSummary:
+    """Grade every submission in ``submissions`` not yet in ``gradebook`` (see the module's docstring).
+
+    Feedback goes to ``feedback_dir`` (default: ``<gradebook stem>-feedback`` beside it).
+
+    Example:
+        >>> grade_folder("batch-evaluation", "submissions", "grades.csv", jobs=2)  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    limits = limits or jail.Limits()
+    master = master_path(assignment)
+    subs = find_submissions(submissions)
+    book_path = Path(gradebook).resolve()
+    feedback = Path(feedback_dir) if feedback_dir else book_path.with_name(book_path.stem + "-feedback")
+    feedback.mkdir(parents=True, exist_ok=True)
+    hide_dirs = [str(ASSIGNMENTS_DIR), str(Path(submissions).resolve()), str(feedback.resolve())]
+    _check_paths(hide_dirs[1:])
+    if master.parent != ASSIGNMENTS_DIR and not _holds_needed(master.parent):
+        hide_dirs.append(str(master.parent))  # a TA's own folder of masters
+    repo_dirs, repo_files = _repository()
+    hide_dirs += repo_dirs
+    scratch = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
+    try:
+        name, tests = _tests_of(master, scratch)
+        questions = {name: _possible(spec) for name, spec in tests.items()}
+        work = scratch / "work"
+        work.mkdir()
+        scratch.chmod(0o711)
+        work.chmod(0o711)
+        with Gradebook(book_path, list(questions)) as book:
+            hide_files = [str(book_path), str(master), *repo_files]
+            summary = GradeSummary(book_path, questions, book.rows, isolation=jail.isolation())
+            todo = [s for s in subs if s.student not in book.rows]
+            summary.skipped = len(subs) - len(todo)
+            grader = _Grader(name, tests, limits, hide_dirs, hide_files, work)
+            bar = tqdm(total=len(todo), desc=_("grading"), unit=_("notebook"), disable=not progress)
+            pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="labkit-grade")
+            pending: set[Future[Outcome]] = set()
+            queue = list(todo)
+            try:
+                while queue or pending:
+                    while queue and len(pending) < max(1, jobs):
+                        pending.add(pool.submit(grader.grade, queue.pop(0)))
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        outcome = future.result()
+                        book.add(_row(outcome, questions))
+                        (feedback / _feedback_name(outcome.student)).write_text(
+                            render(outcome.student, name, outcome.scores, questions, outcome.cell_errors,
+                                   outcome.status, outcome.reason, outcome.cases), encoding="utf-8")
+                        summary.graded.append(outcome)
+                        bar.update(1)
+            except KeyboardInterrupt:
+                summary.interrupted = True
+                grader.kill_all()
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+                bar.close()
+            summary.rows = dict(book.rows)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    summary.wall_time = time.perf_counter() - started
+    return summary

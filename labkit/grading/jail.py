@@ -1,0 +1,254 @@
+"""The sandbox around one submission: what the grading child may see, reach and use.
+
+:func:`command` builds the command line that runs :mod:`labkit.grading.execute` for one submission.
+Where Linux namespaces are available (as root, or through an unprivileged user namespace) the
+child runs under ``unshare`` with its own mount, network and PID namespaces and this module's
+:func:`main` prepares them before it ``exec``s the child:
+
+- a fresh, empty ``/tmp``, ``/var/tmp`` and ``/dev/shm`` (nothing left by another submission, and
+  the grader's private folder under ``/tmp`` — the autograder with the hidden tests — is gone);
+- an empty tmpfs over every folder the grader names as hidden (the assignments' master notebooks,
+  the submissions folder, the feedback folder) and ``/dev/null`` over every hidden file (the
+  gradebook): the student's code can neither read nor change them;
+- the submitted notebook copied into ``/tmp/submission``, the child's working folder;
+- a network namespace with only loopback up: the practice server the child starts is reachable,
+  nothing else is;
+- as root, an unprivileged user id of its own (:func:`grading_uid`, no account, no supplementary
+  groups); and resource limits: address space, CPU seconds, file size, open files and,
+  for the grading user, processes.
+
+Without namespaces (no root, user namespaces disabled) the child still runs in its own process,
+temporary folder, cleaned environment and resource limits; :func:`isolation` says which level
+applies so the grader can report it.
+
+Example:
+    >>> isolation() in ("root", "userns", "process")
+    True
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+
+__all__ = ["Limits", "JailConfig", "isolation", "grading_uid", "command", "main"]
+
+GRADER_UID_BASE = 960_000
+_MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-submission limits: ``wall`` seconds for the whole run, ``cell`` seconds per cell,
+    ``memory_mb`` of address space, ``output_chars`` of printed output kept, ``file_mb`` per file
+    written, ``processes`` for the grading user."""
+
+    wall: float = 120.0
+    cell: float = 30.0
+    memory_mb: int = 4096
+    output_chars: int = 100_000
+    file_mb: int = 64
+    processes: int = 256
+
+
+@dataclass(frozen=True)
+class JailConfig:
+    """What :func:`main` needs, passed as JSON on its command line."""
+
+    workdir: str
+    hide_dirs: list[str] = field(default_factory=list)
+    hide_files: list[str] = field(default_factory=list)
+    uid: int | None = None
+    limits: Limits = field(default_factory=Limits)
+    expose: list[str] = field(default_factory=list)
+
+
+def _unshare_works(args: list[str]) -> bool:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return False
+    try:
+        return subprocess.run([unshare, *args, "--", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@lru_cache(maxsize=None)
+def isolation() -> str:
+    """``"root"`` (namespaces and a separate user), ``"userns"`` (namespaces, same user) or
+    ``"process"`` (own process and limits only).
+
+    Example:
+        >>> isolation() in ("root", "userns", "process")
+        True
+    """
+    if os.environ.get("LABKIT_GRADE_ISOLATION") == "process":
+        return "process"
+    if os.geteuid() == 0 and _unshare_works(["--mount", "--net", "--pid", "--fork"]):
+        return "root"
+    if _unshare_works(["--user", "--map-root-user", "--mount", "--net", "--pid", "--fork"]):
+        return "userns"
+    return "process"
+
+
+def grading_uid(slot: int) -> int | None:
+    """The unprivileged user (and group) id submissions run as when the grader is root: one per
+    concurrent slot, so one submission's processes never count against another's limit. These ids
+    have no account (nothing is added to the system) and own nothing outside the sandbox.
+
+    Example:
+        >>> grading_uid(1) - grading_uid(0) if os.geteuid() == 0 else 1
+        1
+    """
+    return GRADER_UID_BASE + slot if os.geteuid() == 0 else None
+
+
+def command(config: JailConfig, child: list[str]) -> list[str]:
+    """The command line that runs ``child`` for one submission at the available isolation level."""
+    level = isolation()
+    jail = [sys.executable, "-m", "labkit.grading.jail", json.dumps(asdict(config)), "--"]
+    if level == "root":
+        return [shutil.which("unshare") or "unshare", "--mount", "--net", "--pid", "--fork", "--kill-child",
+                "--", *jail, *child]
+    if level == "userns":
+        return [shutil.which("unshare") or "unshare", "--user", "--map-root-user", "--mount", "--net", "--pid",
+                "--fork", "--kill-child", "--", *jail, *child]
+    return [*jail, *child]
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    import ctypes  # only in the sandbox's init, not on `import labkit`
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
+                     data.encode() if data else None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {fstype or 'bind'} on {target}: {os.strerror(err)}")
+
+
+def _loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(sock, 0x8913, request))[1]  # SIOCGIFFLAGS
+        fcntl.ioctl(sock, 0x8914, struct.pack("16sH22x", b"lo", flags | 1))     # SIOCSIFFLAGS, IFF_UP
+
+
+def _limit(limits: Limits, separate_user: bool) -> None:
+    memory = limits.memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    cpu = int(limits.wall) + 5
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+    size = limits.file_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if separate_user:
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-big write fails with EFBIG instead of killing
+
+
+def _closed_ancestors(paths: list[str]) -> dict[str, set[str]]:
+    """For each folder others may not enter (e.g. a 0700 /root) on the way to ``paths``: the entries
+    inside it that lead there."""
+    closed: dict[str, set[str]] = {}
+    for path in paths:
+        parts = os.path.realpath(path).split(os.sep)[1:]
+        current = "/"
+        for part in parts:
+            try:
+                mode = os.stat(current).st_mode
+            except OSError:
+                break
+            if not mode & stat.S_IXOTH:
+                closed.setdefault(current, set()).add(part)
+                break
+            current = os.path.join(current, part)
+    return closed
+
+
+def _expose(paths: list[str]) -> None:
+    """Cover each closed folder on the way to ``paths`` (the Python installation, the venv) with an
+    empty tmpfs that others may enter, holding only bind mounts of the entries the grading needs:
+    the rest of, say, root's home stays invisible."""
+    for folder, entries in _closed_ancestors(paths).items():
+        handles = {name: os.open(os.path.join(folder, name), os.O_PATH) for name in entries}
+        _mount("tmpfs", folder, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=0755")
+        for name, handle in handles.items():
+            target = os.path.join(folder, name)
+            if stat.S_ISDIR(os.fstat(handle).st_mode):
+                os.mkdir(target)
+            else:
+                open(target, "wb").close()
+            _mount(f"/proc/self/fd/{handle}", target, None, _MS_BIND | _MS_REC)
+            os.close(handle)
+
+
+def _enter(config: JailConfig, level: str) -> str:
+    """Prepare the namespaces (``level`` "root" or "userns"); return the working folder."""
+    source = os.open(config.workdir, os.O_RDONLY | os.O_DIRECTORY)
+    _mount("none", "/", None, _MS_REC | _MS_PRIVATE)
+    if level == "root" and config.uid is not None:
+        _expose(config.expose)
+    for target in ("/tmp", "/var/tmp", "/dev/shm"):
+        if os.path.isdir(target):
+            _mount("tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=512m,mode=1777")
+    for target in config.hide_dirs:
+        if os.path.isdir(target):
+            _mount("tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=0555")
+    for target in config.hide_files:
+        if os.path.isfile(target):
+            _mount("/dev/null", target, None, _MS_BIND)
+    _loopback_up()
+    work = "/tmp/submission"
+    os.mkdir(work, 0o700)
+    for name in os.listdir(source):
+        src = os.open(name, os.O_RDONLY, dir_fd=source)
+        with os.fdopen(src, "rb") as fin, open(os.path.join(work, name), "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+    os.close(source)
+    if level == "root" and config.uid is not None:
+        for root, dirs, files in os.walk(work):
+            for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                os.chown(name, config.uid, config.uid)
+    return work
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m labkit.grading.jail CONFIG_JSON -- CHILD...`` (run by :func:`command`)."""
+    argv = sys.argv[1:] if argv is None else argv
+    raw = json.loads(argv[0])
+    config = JailConfig(**{**raw, "limits": Limits(**raw.get("limits", {}))})
+    child = argv[argv.index("--") + 1:]
+    level = "process" if os.getpid() != 1 else ("root" if config.uid is not None else "userns")
+    if os.getpid() == 1:  # inside fresh namespaces (unshare --pid --fork made us their init)
+        work = _enter(config, level)
+    else:
+        work = config.workdir
+    separate = level == "root" and config.uid is not None
+    os.chdir(work)
+    env = dict(os.environ, HOME=work, TMPDIR=work if os.getpid() != 1 else "/tmp")
+    if separate:
+        assert config.uid is not None
+        os.setgroups([])
+        os.setgid(config.uid)
+        _limit(config.limits, True)
+        os.setuid(config.uid)
+    else:
+        _limit(config.limits, False)
+    os.execve(child[0], child, env)
+    return 127  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())
