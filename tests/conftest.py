@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated environment for every test, and practice servers in both dialects."""
+"""Shared fixtures: an isolated environment for every test, practice servers in both dialects, and
+labkit configured for one of them (``configured_fastchat``, ``configured_vllm``, ``configured_any``)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,15 @@ def pytest_collection(session: pytest.Session) -> None:
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No LABKIT_*/OPENAI_* variable from the machine leaks into a test; configure() is undone."""
+    """No LABKIT_*/OPENAI_* variable from the machine leaks into a test; configure() is undone.
+
+    labkit speaks English here (LABKIT_LANG=en), whatever this machine's locale: the assertions read
+    the English messages. A test of the Chinese ones sets LABKIT_LANG=zh; one that relies on the
+    locale deletes LABKIT_LANG itself."""
     for name in list(os.environ):
         if name.startswith(("LABKIT_", "OPENAI_")):
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LABKIT_LANG", "en")
     labkit.reset_configuration()
     yield
     labkit.reset_configuration()
@@ -48,3 +54,24 @@ def vllm_url() -> Iterator[str]:
 @pytest.fixture(params=["fastchat", "vllm"])
 def any_url(request: pytest.FixtureRequest, fastchat_url: str, vllm_url: str) -> str:
     return fastchat_url if request.param == "fastchat" else vllm_url
+
+
+@pytest.fixture
+def configured_fastchat(fastchat_url: str) -> str:
+    """labkit pointed at the FastChat-dialect practice server (the course backend's wire format); its URL."""
+    labkit.configure(base_url=fastchat_url)
+    return fastchat_url
+
+
+@pytest.fixture
+def configured_vllm(vllm_url: str) -> str:
+    """labkit pointed at the vLLM-dialect practice server; its URL."""
+    labkit.configure(base_url=vllm_url)
+    return vllm_url
+
+
+@pytest.fixture
+def configured_any(any_url: str) -> str:
+    """labkit pointed at each dialect's practice server in turn (the test runs twice); its URL."""
+    labkit.configure(base_url=any_url)
+    return any_url

@@ -23,11 +23,6 @@ pytestmark = pytest.mark.timeout(240)
 ASSIGNMENT = "multimodal-request"
 
 
-@pytest.fixture(autouse=True)
-def english(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LABKIT_LANG", "en")
-
-
 def rows(path: Path) -> dict[str, dict[str, str]]:
     with path.open(encoding="utf-8", newline="") as handle:
         return {row["student"]: row for row in csv.DictReader(handle)}

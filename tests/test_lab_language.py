@@ -35,6 +35,8 @@ def test_a_chinese_locale_opens_jupyterlab_in_chinese_and_keeps_other_overrides(
     settings.mkdir(parents=True)
     (settings / "overrides.json").write_text(json.dumps({"other:plugin": {"x": 1}}), encoding="utf-8")
     monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    for name in ("LABKIT_LANG", "LC_ALL", "LC_MESSAGES"):  # the locale decides (conftest sets LABKIT_LANG=en)
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LANG", "zh_CN.UTF-8")
     assert _script().main() == 0
     assert _overrides(tmp_path) == {"other:plugin": {"x": 1}, PLUGIN: {"locale": "zh_CN"}}

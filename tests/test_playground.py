@@ -25,12 +25,6 @@ from support import IMAGES, decode_data_url
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-@pytest.fixture(autouse=True)
-def english(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The assertions read the English messages (the Chinese catalog is checked by the i18n tests)."""
-    monkeypatch.setenv("LABKIT_LANG", "en")
-
-
 def _until(condition, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -14,12 +14,6 @@ from labkit.workspace import sync
 from support import ROOT
 
 
-@pytest.fixture(autouse=True)
-def english(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The assertions read labkit's English messages, whatever this machine's locale."""
-    monkeypatch.setenv("LABKIT_LANG", "en")
-
-
 def lessons(tmp_path: Path) -> Path:
     src = tmp_path / "notebooks"
     (src / "images").mkdir(parents=True)
