@@ -29,8 +29,7 @@ def ok_lines(path: Path) -> dict[str, int]:
     return counts
 
 
-def test_folder_batch_scores_and_saves(fastchat_url: str, tmp_path: Path) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_folder_batch_scores_and_saves(configured_fastchat: str, tmp_path: Path) -> None:
     expected = {"rocket.jpg": ["blue"], "coffee.jpg": ["orange"], "chelsea.jpg": ["brown", "green"]}
     items = items_from_folder(IMAGES, "What colour is it?", expected)
     assert [i.id for i in items] == sorted(p.name for p in IMAGES.iterdir() if p.suffix in (".jpg", ".png"))
@@ -42,8 +41,7 @@ def test_folder_batch_scores_and_saves(fastchat_url: str, tmp_path: Path) -> Non
     assert result.mean_score() == pytest.approx((1 + 1 + 0.5) / 3)
 
 
-def test_failures_are_recorded_per_item(fastchat_url: str, tmp_path: Path) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_failures_are_recorded_per_item(configured_fastchat: str, tmp_path: Path) -> None:
     items = [BatchItem("good", "Describe", IMAGES / "rocket.jpg"), BatchItem("missing", "Describe", tmp_path / "no.jpg"),
              BatchItem("too-long", "x " * 5000), BatchItem("also-good", "Hello")]
     out = tmp_path / "a.jsonl"
@@ -58,8 +56,7 @@ def test_failures_are_recorded_per_item(fastchat_url: str, tmp_path: Path) -> No
     assert (again.skipped, again.failed, again.answered) == (2, 2, 0)
 
 
-def test_resume_skips_done_items_and_survives_a_cut_line(fastchat_url: str, tmp_path: Path) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_resume_skips_done_items_and_survives_a_cut_line(configured_fastchat: str, tmp_path: Path) -> None:
     items = [BatchItem(f"q{i}", f"Question {i}?") for i in range(6)]
     out = tmp_path / "answers.jsonl"
     out.write_text(json.dumps({"id": "q0", "status": "ok", "answer": "done before"}) + "\n"
@@ -71,8 +68,7 @@ def test_resume_skips_done_items_and_survives_a_cut_line(fastchat_url: str, tmp_
     assert load_results(out)["q0"]["answer"] == "done before"
 
 
-def test_a_line_cut_inside_a_chinese_character(fastchat_url: str, tmp_path: Path) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_a_line_cut_inside_a_chinese_character(configured_fastchat: str, tmp_path: Path) -> None:
     out = tmp_path / "answers.jsonl"
     whole = json.dumps({"id": "a", "status": "ok", "answer": "一只猫"}, ensure_ascii=False) + "\n"
     cut = json.dumps({"id": "b", "status": "ok", "answer": "一只橘色的猫"}, ensure_ascii=False).encode()
@@ -83,8 +79,7 @@ def test_a_line_cut_inside_a_chinese_character(fastchat_url: str, tmp_path: Path
         assert ok_lines(out) == {"a": 1, "b": 1}
 
 
-def test_integer_ids_resume(fastchat_url: str, tmp_path: Path) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_integer_ids_resume(configured_fastchat: str, tmp_path: Path) -> None:
     items = [BatchItem(i, f"Question {i}") for i in range(3)]  # type: ignore[arg-type]
     out = tmp_path / "answers.jsonl"
     run_batch(items, out, progress=False)
@@ -109,7 +104,7 @@ with serve_in_thread(PracticeConfig(ttft=0.05, tokens_per_second=60)) as url:
 """
 
 
-def test_nothing_lost_or_duplicated_when_killed(fastchat_url: str, tmp_path: Path) -> None:
+def test_nothing_lost_or_duplicated_when_killed(configured_fastchat: str, tmp_path: Path) -> None:
     out = tmp_path / "answers.jsonl"
     proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(out)])
     deadline = time.monotonic() + 30
@@ -119,7 +114,6 @@ def test_nothing_lost_or_duplicated_when_killed(fastchat_url: str, tmp_path: Pat
     proc.wait()
     before = ok_lines(out)
     assert 6 <= len(before) < 30, "killed part-way"
-    labkit.configure(base_url=fastchat_url)
     items = [BatchItem(f"q{i}", f"Question {i}: describe it in about 20 words") for i in range(30)]
     result = run_batch(items, out, concurrency=8, progress=False)
     assert result.skipped == len(before) and result.answered == 30 - len(before)

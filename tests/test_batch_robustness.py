@@ -20,12 +20,11 @@ from labkit.batch import BatchItem, items_from_folder, load_results, run_batch
 GBK_NAME = "测试照片".encode("gbk") + b".jpg"  # what unzipping a Windows zip on Linux leaves behind
 
 
-def test_a_file_name_that_is_not_utf8_is_stored_losslessly_and_resumed(fastchat_url: str, tmp_path: Path) -> None:
+def test_a_file_name_that_is_not_utf8_is_stored_losslessly_and_resumed(configured_fastchat: str, tmp_path: Path) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()
     shutil.copy(IMAGES / "rocket.jpg", os.path.join(os.fsencode(folder), GBK_NAME))
     shutil.copy(IMAGES / "coffee.jpg", folder / "咖啡.jpg")
-    labkit.configure(base_url=fastchat_url)
     items = items_from_folder(folder, "What colour dominates?")
     out = tmp_path / "answers.jsonl"
     first = run_batch(items, out, progress=False, max_tokens=8)
@@ -40,8 +39,7 @@ def test_a_file_name_that_is_not_utf8_is_stored_losslessly_and_resumed(fastchat_
     assert (again.skipped, again.answered) == (2, 0)
 
 
-def test_a_second_run_on_the_same_file_is_refused(fastchat_url: str, tmp_path: Path) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_a_second_run_on_the_same_file_is_refused(configured_fastchat: str, tmp_path: Path) -> None:
     out = tmp_path / "answers.jsonl"
     code = ("import fcntl, sys, time\n"
             f"f = open({str(out)!r}, 'ab'); fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True)\n"
@@ -56,13 +54,12 @@ def test_a_second_run_on_the_same_file_is_refused(fastchat_url: str, tmp_path: P
     assert run_batch([BatchItem("a", "Hi")], out, progress=False, max_tokens=4).answered == 1
 
 
-def test_a_killed_run_leaves_no_stale_lock(fastchat_url: str, tmp_path: Path) -> None:
+def test_a_killed_run_leaves_no_stale_lock(configured_fastchat: str, tmp_path: Path) -> None:
     out = tmp_path / "answers.jsonl"
     code = ("import fcntl, os\n"
             f"f = open({str(out)!r}, 'ab'); fcntl.flock(f, fcntl.LOCK_EX)\n"
             "os.kill(os.getpid(), 9)\n")
     subprocess.run([sys.executable, "-c", code], timeout=30)
-    labkit.configure(base_url=fastchat_url)
     assert run_batch([BatchItem("a", "Hi")], out, progress=False, max_tokens=4).answered == 1
 
 
@@ -81,12 +78,11 @@ def test_a_read_only_folder_gives_a_clear_error(tmp_path: Path) -> None:
     assert isinstance(info.value, PermissionError) is False and isinstance(info.value, OSError)
 
 
-def test_damaged_lines_in_the_middle_are_skipped_with_a_warning(fastchat_url: str, tmp_path: Path) -> None:
+def test_damaged_lines_in_the_middle_are_skipped_with_a_warning(configured_fastchat: str, tmp_path: Path) -> None:
     out = tmp_path / "answers.jsonl"
     good = [json.dumps({"id": f"q{i}", "status": "ok", "answer": f"answer {i}"}) for i in range(3)]
     damaged = "\n".join([good[0], "<<<<<<< merge conflict", good[1], "\x00\x00\x00", good[2]]) + "\n"
     out.write_text(damaged)
-    labkit.configure(base_url=fastchat_url)
     with pytest.warns(UserWarning, match=r"skipped 2 damaged line\(s\).*line 2, 4"):
         result = run_batch([BatchItem(f"q{i}", "Hi") for i in range(4)], out, progress=False, max_tokens=4)
     assert (result.skipped, result.answered) == (3, 1)

@@ -17,8 +17,7 @@ def test_user_message_shapes() -> None:
         labkit.user(IMAGES / "chelsea.jpg")  # type: ignore[arg-type]
 
 
-def test_conversation_keeps_history_and_turns(fastchat_url: str) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_conversation_keeps_history_and_turns(configured_fastchat: str) -> None:
     conv = labkit.Conversation(system="Answer briefly.")
     first = conv.ask("What colour is this?", image=IMAGES / "rocket.jpg", display=False)
     assert "blue" in first.text and first.text.count(".") == 1, "'Answer briefly.' gets one sentence"
@@ -29,8 +28,7 @@ def test_conversation_keeps_history_and_turns(fastchat_url: str) -> None:
     assert "blue" in second.text, "the image from turn 1 is still in the history"
 
 
-def test_older_images_are_dropped_to_fit(fastchat_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_older_images_are_dropped_to_fit(configured_fastchat: str, capsys: pytest.CaptureFixture[str]) -> None:
     conv = labkit.Conversation()
     conv.ask("What colour is this?", IMAGES / "rocket.jpg", display=False)
     reply = conv.ask("And this one?", IMAGES / "coffee.jpg", display=False)
@@ -40,8 +38,7 @@ def test_older_images_are_dropped_to_fit(fastchat_url: str, capsys: pytest.Captu
                if p.get("type") == "image_url") == 1
 
 
-def test_long_history_is_trimmed_under_the_context(fastchat_url: str) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_long_history_is_trimmed_under_the_context(configured_fastchat: str) -> None:
     conv = labkit.Conversation(system="Be helpful.")
     for i in range(12):
         conv.add_user(f"Question {i}: " + "lorem ipsum dolor sit amet " * 60)
@@ -52,8 +49,7 @@ def test_long_history_is_trimmed_under_the_context(fastchat_url: str) -> None:
     assert conv.tokens() <= 4096
 
 
-def test_a_failed_question_leaves_the_history_as_it_was(fastchat_url: str) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_a_failed_question_leaves_the_history_as_it_was(configured_fastchat: str) -> None:
     conv = labkit.Conversation(system="Be brief.")
     conv.ask("Hello", display=False)
     before = list(conv.messages)
@@ -63,8 +59,7 @@ def test_a_failed_question_leaves_the_history_as_it_was(fastchat_url: str) -> No
     assert conv.ask("Describe", display=False).text
 
 
-def test_trimming_keeps_whole_turns(fastchat_url: str) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_trimming_keeps_whole_turns(configured_fastchat: str) -> None:
     conv = labkit.Conversation(system="Be helpful.")
     for i in range(12):
         conv.add_user(f"Question {i}: " + "lorem ipsum " * 120)

@@ -15,8 +15,7 @@ from support import IMAGES
 from labkit.practice import FaultConfig, PracticeConfig, serve_in_thread
 
 
-def test_chat_cleans_the_prefix_and_reports_timings(any_url: str) -> None:
-    labkit.configure(base_url=any_url)
+def test_chat_cleans_the_prefix_and_reports_timings(configured_any: str) -> None:
     reply = labkit.chat("What colour is this?", image=IMAGES / "rocket.jpg", display=False)
     assert reply.raw.startswith("assistant\n") and not reply.text.startswith("assistant")
     assert reply.text == reply.raw[len("assistant\n"):]
@@ -26,8 +25,7 @@ def test_chat_cleans_the_prefix_and_reports_timings(any_url: str) -> None:
     assert reply.completion_tokens == reply.chunks
 
 
-def test_usage_is_read_when_the_backend_sends_it(vllm_url: str, fastchat_url: str) -> None:
-    labkit.configure(base_url=vllm_url)
+def test_usage_is_read_when_the_backend_sends_it(configured_vllm: str, fastchat_url: str) -> None:
     reply = labkit.chat("Hi", display=False, max_tokens=5)
     assert reply.usage == {"prompt_tokens": reply.usage["prompt_tokens"], "completion_tokens": 5,
                            "total_tokens": reply.usage["prompt_tokens"] + 5}
@@ -36,31 +34,28 @@ def test_usage_is_read_when_the_backend_sends_it(vllm_url: str, fastchat_url: st
     assert labkit.chat("Hi", display=False, max_tokens=5).usage is None  # FastChat sends none
 
 
-def test_the_image_sent_is_downscaled(fastchat_url: str, tmp_path: Path) -> None:
+def test_the_image_sent_is_downscaled(configured_fastchat: str, tmp_path: Path) -> None:
     big = tmp_path / "big.png"
     Image.new("RGB", (4032, 3024), (30, 30, 200)).save(big)
-    labkit.configure(base_url=fastchat_url)
     reply = labkit.chat("What size is this image?", image=big, display=False)
-    assert reply.text.startswith("It is 673×505 pixels"), "the server saw the image at the size the model uses"
+    # the practice server samples its wording ("It is …", "It measures …"): the size is what is asserted
+    assert "673×505 pixels" in reply.text.split(".")[0], "the server saw the image at the size the model uses"
 
 
-def test_an_answer_containing_assistant_survives(fastchat_url: str) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_an_answer_containing_assistant_survives(configured_fastchat: str) -> None:
     reply = labkit.chat("Are you an assistant?", display=False)
     assert "assistant" in reply.text  # the question is quoted back; the document's split would cut it
     assert reply.raw.split("assistant", 1)[1] != reply.text
 
 
-def test_stream_chat_yields_deltas(fastchat_url: str) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_stream_chat_yields_deltas(configured_fastchat: str) -> None:
     stream = labkit.stream_chat("Hello", max_tokens=6)
     deltas = list(stream)
     assert len(deltas) >= 5 and "".join(deltas) == stream.reply.text
     assert stream.reply.finish_reason == "length"
 
 
-def test_terminal_display_prints_as_it_goes(fastchat_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_terminal_display_prints_as_it_goes(configured_fastchat: str, capsys: pytest.CaptureFixture[str]) -> None:
     reply = labkit.chat("Hello", max_tokens=8)
     assert capsys.readouterr().out == reply.text + "\n"
 
@@ -69,8 +64,7 @@ def test_terminal_display_prints_as_it_goes(fastchat_url: str, capsys: pytest.Ca
     ("drop-after=3", "the connection dropped"),
     ("error-after=3", "error mid-answer"),
 ])
-def test_failures_keep_the_partial_text(any_url: str, fault: str, needle: str) -> None:
-    labkit.configure(base_url=any_url)
+def test_failures_keep_the_partial_text(configured_any: str, fault: str, needle: str) -> None:
     with pytest.raises(labkit.StreamError) as info:
         labkit.chat("Describe", image=IMAGES / "coffee.jpg", display=False, extra_headers={"x-practice-fault": fault})
     assert needle in str(info.value)
@@ -140,8 +134,7 @@ def test_interrupt_keeps_the_partial_reply() -> None:
     (dict(model="gpt-4o"), labkit.ModelNotFound, "LABKIT_MODEL"),
     (dict(max_tokens=0), labkit.RequestRejected, "max_tokens ≥ 1"),
 ])
-def test_request_errors_say_what_to_fix(any_url: str, setup: dict, error: type, needle: str) -> None:
-    labkit.configure(base_url=any_url)
+def test_request_errors_say_what_to_fix(configured_any: str, setup: dict, error: type, needle: str) -> None:
     with pytest.raises(error, match=needle):
         labkit.chat("Hi", display=False, **setup)
 
@@ -192,8 +185,7 @@ class RecordingView:
         self.finished = (text, note)
 
 
-def test_a_broken_answer_ends_the_live_view_with_a_note(fastchat_url: str) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_a_broken_answer_ends_the_live_view_with_a_note(configured_fastchat: str) -> None:
     view = RecordingView()
     with pytest.raises(labkit.StreamError) as info:
         labkit.chat("Describe", image=IMAGES / "rocket.jpg", display=view, extra_headers={"x-practice-fault": "drop-after=6"})
@@ -213,16 +205,14 @@ def test_a_stall_is_not_retried(fastchat_url: str) -> None:
     assert time.perf_counter() - started < 1.5
 
 
-def test_backend_error_message_is_one_clean_line(fastchat_url: str) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_backend_error_message_is_one_clean_line(configured_fastchat: str) -> None:
     with pytest.raises(labkit.StreamError) as info:
         labkit.chat("Hi", display=False, extra_headers={"x-practice-fault": "error-after=2"})
     assert "\n" not in str(info.value) and "**" not in str(info.value)
     assert "NETWORK ERROR DUE TO HIGH TRAFFIC" in str(info.value) and info.value.reason == "backend"
 
 
-def test_reply_repr_is_short(fastchat_url: str) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_reply_repr_is_short(configured_fastchat: str) -> None:
     reply = labkit.chat("Hello", display=False, max_tokens=4)
     assert repr(reply).startswith("<Reply length: ") and len(repr(reply)) < 120
 
@@ -232,8 +222,7 @@ def test_arguments_labkit_sets_itself_are_refused() -> None:
         labkit.stream_chat("Hi", stream=False)
 
 
-def test_closing_a_stream_early_completes_the_reply(fastchat_url: str) -> None:
-    labkit.configure(base_url=fastchat_url)
+def test_closing_a_stream_early_completes_the_reply(configured_fastchat: str) -> None:
     stream = labkit.stream_chat("Describe the image in about 300 words", image=IMAGES / "coffee.jpg")
     received = ""
     for delta in stream:
