@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ pytest.importorskip("otter", reason="grading needs otter-grader: pip install -e 
 
 from grading_support import Maker, hostile_cells, write  # noqa: E402
 
+from labkit.cli import main as cli_main  # noqa: E402
 from labkit.grading import Limits, grade_folder, isolation, list_assignments, write_student_version  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
@@ -154,12 +153,10 @@ def test_hard_hang_is_killed_at_the_time_limit(tmp_path: Path, make: Maker) -> N
     assert "超过了时间限制" in (tmp_path / "g-feedback" / "hang.md").read_text(encoding="utf-8")
 
 
-def test_cli_lists_writes_and_grades(tmp_path: Path) -> None:
-    listed = subprocess.run([sys.executable, "-m", "labkit", "assignment", "--list"], capture_output=True, text=True,
-                            check=True)
-    assert listed.stdout.split() == list_assignments() == ["batch-evaluation", "multimodal-request"]
-    subprocess.run([sys.executable, "-m", "labkit", "assignment", "batch-evaluation", str(tmp_path / "handout")],
-                   capture_output=True, text=True, check=True)
+def test_cli_lists_writes_and_grades(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["assignment", "--list"]) == 0
+    assert capsys.readouterr().out.split() == list_assignments() == ["batch-evaluation", "multimodal-request"]
+    assert cli_main(["assignment", "batch-evaluation", str(tmp_path / "handout")]) == 0
     handout = json.loads((tmp_path / "handout" / "batch-evaluation.ipynb").read_text(encoding="utf-8"))
     text = json.dumps(handout, ensure_ascii=False)
     assert "BEGIN SOLUTION" not in text and "hidden-answers.jsonl" not in text and '"hidden": true' not in text
@@ -168,10 +165,12 @@ def test_cli_lists_writes_and_grades(tmp_path: Path) -> None:
         write_student_version("batch-evaluation", tmp_path / "handout")
     write(tmp_path / "subs" / "empty.ipynb", handout)
     write(tmp_path / "subs" / "full.ipynb", Maker("batch-evaluation", tmp_path).full())
-    done = subprocess.run([sys.executable, "-m", "labkit", "grade", "batch-evaluation", str(tmp_path / "subs"),
-                           "-o", str(tmp_path / "out.csv"), "--jobs", "2"], capture_output=True, text=True, timeout=200)
-    assert done.returncode == 0, done.stderr[-2000:]
+    capsys.readouterr()
+    code = cli_main(["grade", "batch-evaluation", str(tmp_path / "subs"), "-o", str(tmp_path / "out.csv"),
+                     "--jobs", "2"])
+    done = capsys.readouterr()
+    assert code == 0, done.err[-2000:]
     table = rows(tmp_path / "out.csv")
     assert table["empty"]["total"] == "0" and table["empty"]["status"] == "ok"
     assert (table["full"]["total"], table["full"]["possible"]) == ("16", "16")
-    assert "full marks" in done.stdout or "满分" in done.stdout
+    assert "full marks" in done.out or "满分" in done.out

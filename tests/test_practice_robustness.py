@@ -412,6 +412,11 @@ def test_the_cli_refuses_nonsense(capsys: pytest.CaptureFixture[str], args: list
     assert message in capsys.readouterr().err
 
 
+def test_serve_in_thread_binds_loopback() -> None:
+    with serve_in_thread(fast=True) as url:
+        assert url.startswith("http://127.0.0.1:")
+
+
 def test_serving_beyond_loopback_warns() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "labkit", "practice", "--host", "0.0.0.0", "--port", "0", "--fast"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import labkit
+from labkit.cli import main
 from labkit.workspace import sync
 from support import ROOT
 
@@ -89,19 +87,16 @@ def test_missing_lessons_folder_is_named(tmp_path: Path) -> None:
     assert not (tmp_path / "work").exists()
 
 
-def test_the_command_on_the_real_lessons(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABKIT_", "OPENAI_"))}
-    env["LABKIT_LANG"] = "en"
-    cmd = [sys.executable, "-m", "labkit", "workspace", str(tmp_path / "work"), "--from", str(ROOT / "notebooks")]
-    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
-    assert first.returncode == 0, first.stderr
+def test_the_command_on_the_real_lessons(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["workspace", str(tmp_path / "work"), "--from", str(ROOT / "notebooks")]
+    assert main(args) == 0
+    first = capsys.readouterr().out
     expected = sorted(p.relative_to(ROOT / "notebooks").as_posix() for p in (ROOT / "notebooks").rglob("*")
                       if p.is_file() and not p.name.startswith(".")
                       and not {".ipynb_checkpoints", "outputs", "__pycache__"} & set(p.parts))
     copied = sorted(p.relative_to(tmp_path / "work").as_posix() for p in (tmp_path / "work").rglob("*") if p.is_file())
     assert copied == expected and "01-first-request.ipynb" in copied and "images/chelsea.jpg" in copied
-    assert "created with" in first.stdout and "+ 01-first-request.ipynb" in first.stdout
-    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
-    assert again.returncode == 0 and "nothing new" in again.stdout
-    refused = subprocess.run(cmd[:4] + ["/"], capture_output=True, text=True, env=env, timeout=60)
-    assert refused.returncode == 2 and "Refusing to use / as a workspace" in refused.stderr
+    assert "created with" in first and "+ 01-first-request.ipynb" in first
+    assert main(args) == 0 and "nothing new" in capsys.readouterr().out
+    assert main(["workspace", "/"]) == 2
+    assert "Refusing to use / as a workspace" in capsys.readouterr().err

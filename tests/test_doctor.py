@@ -1,0 +1,21 @@
+"""labkit.doctor: it shows the configuration with the key masked, and each failure says what to fix."""
+
+from __future__ import annotations
+
+import labkit
+from labkit.doctor import doctor
+
+
+def test_doctor_reports_and_fixes(configured_fastchat: str) -> None:
+    lines: list[str] = []
+    labkit.configure(api_key="course-secret-123456")
+    report = doctor(echo=lines.append)
+    assert report.ok and report.ttft is not None
+    assert "course-secret-123456" not in "\n".join(lines) and "…3456" in lines[0]
+    assert any("lists 1 model(s): llava-v1.6-34b" in line for line in lines)
+    labkit.configure(model="llava-v1.6-mistral-7b")
+    report = doctor(echo=lines.append)
+    assert not report.ok and "Set LABKIT_MODEL to one of: llava-v1.6-34b" in str(report)
+    labkit.configure(base_url="http://127.0.0.1:9/v1")
+    report = doctor(echo=lines.append)
+    assert not report.ok and "Nothing is listening" in str(report)
