@@ -103,12 +103,12 @@ def main() -> None:
             table = {row["student"]: row for row in csv.DictReader(handle)}
         print(summary.report())
         full = [table[s]["total"] for s, k in kinds.items() if k == "full"]
-        print(f"full submissions scored {sorted(set(full))} of {summary.questions and sum(summary.questions.values()):g};"
-              f" decoy file still there: {decoy.exists()}")
+        possible = summary.questions and sum(summary.questions.values())
+        print(f"full submissions scored {sorted(set(full))} of {possible:g}; decoy file still there: {decoy.exists()}")
 
         if not args.skip_otter:
             otter_wall, outcomes = run_otter(make.autograder_zip, subs, scratch / "otter-out", timeout=300)
-            print(f"otter run outcomes: " + ", ".join(f"{v} {list(outcomes.values()).count(v)}"
+            print("otter run outcomes: " + ", ".join(f"{v} {list(outcomes.values()).count(v)}"
                                                     for v in dict.fromkeys(outcomes.values())))
             print(f"decoy file after otter run: {'still there' if decoy.exists() else 'DELETED by a submission'}")
         print()

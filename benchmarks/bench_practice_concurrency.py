@@ -20,7 +20,6 @@ from _common import IMAGES, percentile, practice_process  # noqa: E402
 
 import labkit  # noqa: E402
 
-
 CONTENT = b'"delta": {"content": '  # a content event in the FastChat dialect (the role event has none)
 
 

@@ -238,7 +238,7 @@ def slow_then_normal(base: str, n: int) -> tuple[bool, float, int]:
     """Open ``n`` slow connections, then one normal streamed request: (served, seconds, slow ones still open)."""
     host, port = base.split("//")[1].split("/")[0].split(":")
     socks = []
-    for i in range(n):
+    for _ in range(n):
         s = socket.socket()
         s.setblocking(False)
         try:

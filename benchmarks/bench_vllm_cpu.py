@@ -23,8 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # labkit importable even before it is installed
 
-import labkit  # noqa: E402
 import openai  # noqa: E402
+
+import labkit  # noqa: E402
 from labkit.serve import CPU_ENV, CPU_EXTRA_ARGS, OFFLINE_ENV, VLLMServer  # noqa: E402
 
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"

@@ -50,15 +50,16 @@ def _practice_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
                        description=_("Serve the practice backend at http://HOST:PORT/v1 and /api/v1 until Ctrl-C."))
     p.add_argument("--host", default="127.0.0.1",
                    help=_("address to bind (default 127.0.0.1; 0.0.0.0 for a lab: everyone on the network can use it)"))
-    p.add_argument("--port", type=_number_type(int, low=0, high=65535, what=_("a port from 1 to 65535 (0: any free port)")),
-                   default=8008, help=_("port (default 8008, like the course backend)"))
+    port = _number_type(int, low=0, high=65535, what=_("a port from 1 to 65535 (0: any free port)"))
+    p.add_argument("--port", type=port, default=8008, help=_("port (default 8008, like the course backend)"))
     p.add_argument("--dialect", choices=["fastchat", "vllm"], default=None,
                    help=_("wire format: fastchat (the course backend, default) or vllm"))
     p.add_argument("--model", default=None, help=_("served model name (default llava-v1.6-34b)"))
     p.add_argument("--base-path", action="append", default=[], metavar="PATH",
                    help=_("serve the API under this path (repeatable; default /v1 and /api/v1)"))
     p.add_argument("--fast", action="store_true", default=None, help=_("no pacing delays (tests, CI)"))
-    p.add_argument("--ttft", type=seconds, default=None, help=_("seconds to the first token (default 0.6 + 0.5 per image)"))
+    p.add_argument("--ttft", type=seconds, default=None,
+                   help=_("seconds to the first token (default 0.6 + 0.5 per image)"))
     p.add_argument("--ttft-per-image", type=seconds, default=None, help=_("extra seconds per image (default 0.5)"))
     p.add_argument("--tokens-per-second", type=positive, default=None, help=_("generation speed (default 25)"))
     p.add_argument("--allow-non-stream", action="store_true", default=None, help=_("also answer stream=false"))

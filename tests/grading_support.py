@@ -78,7 +78,8 @@ def hostile_cells(assignment: str, gradebook: Path, other: Path, submissions: Pa
     reach the network, fork without end and grab memory. Each raises when it is stopped."""
     master = ASSIGNMENTS_DIR / f"{assignment}.ipynb"
     git_dirs = _repository()[0]
-    history = [f"head = open({git_dirs[-1] + '/HEAD'!r}).read()  # the git history holds the masters"] if git_dirs else []
+    history = ([f"head = open({git_dirs[-1] + '/HEAD'!r}).read()  # the git history holds the masters"]
+               if git_dirs else [])
     return history + [
         f"leaked = open({str(master)!r}, encoding='utf-8').read()\nassert 'hidden' in leaked",
         "import glob\nfound = glob.glob('/tmp/**/tests/q*.py', recursive=True) + "

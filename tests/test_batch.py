@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from support import IMAGES
 
 import labkit
-from support import IMAGES
 from labkit.batch import BatchItem, items_from_folder, load_results, run_batch
 
 
@@ -42,7 +42,8 @@ def test_folder_batch_scores_and_saves(configured_fastchat: str, tmp_path: Path)
 
 
 def test_failures_are_recorded_per_item(configured_fastchat: str, tmp_path: Path) -> None:
-    items = [BatchItem("good", "Describe", IMAGES / "rocket.jpg"), BatchItem("missing", "Describe", tmp_path / "no.jpg"),
+    items = [BatchItem("good", "Describe", IMAGES / "rocket.jpg"),
+             BatchItem("missing", "Describe", tmp_path / "no.jpg"),
              BatchItem("too-long", "x " * 5000), BatchItem("also-good", "Hello")]
     out = tmp_path / "a.jsonl"
     result = run_batch(items, out, progress=False, max_tokens=5)

@@ -20,7 +20,9 @@ from labkit.batch import BatchItem, items_from_folder, load_results, run_batch
 GBK_NAME = "测试照片".encode("gbk") + b".jpg"  # what unzipping a Windows zip on Linux leaves behind
 
 
-def test_a_file_name_that_is_not_utf8_is_stored_losslessly_and_resumed(configured_fastchat: str, tmp_path: Path) -> None:
+def test_a_file_name_that_is_not_utf8_is_stored_losslessly_and_resumed(
+    configured_fastchat: str, tmp_path: Path
+) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()
     shutil.copy(IMAGES / "rocket.jpg", os.path.join(os.fsencode(folder), GBK_NAME))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from labkit import RolePrefixStripper, strip_role_prefix
 from labkit.cleanup import MAX_PREFIX_LEN
@@ -48,7 +49,7 @@ def test_leak_is_removed_exactly(leak: str, x: str) -> None:
 
 def chunked(text: str, cuts: list[int]) -> list[str]:
     points = sorted({min(c, len(text)) for c in cuts})
-    return [text[a:b] for a, b in zip([0, *points], [*points, len(text)])]
+    return [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
 
 
 @settings(max_examples=300)

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import yaml
-
 from support import ROOT
 
 Z2JH = ROOT / "deploy" / "z2jh"
@@ -18,8 +16,9 @@ Z2JH = ROOT / "deploy" / "z2jh"
 
 def chart_paths() -> tuple[set[str], set[str]]:
     """(known paths, open prefixes: any key below them is accepted)."""
-    lines = [l.strip() for l in (Z2JH / "values-paths.txt").read_text().splitlines() if l and not l.startswith("#")]
-    return {l for l in lines if not l.endswith(".*")}, {l[:-2] for l in lines if l.endswith(".*")}
+    text = (Z2JH / "values-paths.txt").read_text()
+    lines = [line.strip() for line in text.splitlines() if line and not line.startswith("#")]
+    return {p for p in lines if not p.endswith(".*")}, {p[:-2] for p in lines if p.endswith(".*")}
 
 
 def value_paths(node: Any, prefix: str = "") -> Iterator[str]:

@@ -11,7 +11,6 @@ first. tests/vllm/test_lessons.py runs the solved lessons against a real vLLM en
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,7 +169,8 @@ def time_to_first_text(stream):
     first = next((piece for piece in stream if piece != ""), None)
     return None if first is None else time.monotonic() - t0
 """],
-             wrong=[STOPWATCH.replace("        if piece:\n            return", "        return"),   # stops at an empty piece
+             wrong=[# stops at an empty piece
+                    STOPWATCH.replace("        if piece:\n            return", "        return"),
                     """
 def time_to_first_text(stream):
     start = time.perf_counter()
@@ -304,7 +304,8 @@ def my_cleaner(pieces):
         yield piece
 '''],
              wrong=['def my_cleaner(pieces):\n    yield "".join(pieces).removeprefix("assistant\\n")\n',
-                    'def my_cleaner(pieces):\n    for piece in pieces:\n        yield piece.replace("assistant\\n", "")\n',
+                    'def my_cleaner(pieces):\n    for piece in pieces:\n'
+                    '        yield piece.replace("assistant\\n", "")\n',
                     '''
 def my_cleaner(pieces):
     first = True
@@ -384,11 +385,14 @@ def my_score(answer, keywords):
                     "    return sum(k in words for k in keywords) / len(keywords) if keywords else 1.0\n"]),
     Exercise("05-batch-evaluation", "check_my_keywords",
              "ex.check_my_keywords(my_expected, weak, records, my_score, quiet=True)",
-             MY_EXPECTED + "weak = sorted(n for n, r in records.items() if my_score(r.get('answer', ''), my_expected[n]) < 1)\n",
+             MY_EXPECTED + "weak = sorted(n for n, r in records.items()"
+                           " if my_score(r.get('answer', ''), my_expected[n]) < 1)\n",
              also_right=[MY_EXPECTED + "weak = []\nfor name in sorted(records):\n"
-                         "    if my_score(records[name].get('answer', ''), my_expected[name]) < 1:\n        weak.append(name)\n"],
+                         "    if my_score(records[name].get('answer', ''), my_expected[name]) < 1:\n"
+                         "        weak.append(name)\n"],
              wrong=[MY_EXPECTED + "weak = sorted(n for n, r in records.items() if r['score'] < 1)\n",
-                    MY_EXPECTED + "weak = [n for n, r in records.items() if my_score(r['answer'], my_expected[n]) < 1][::-1]\n",
+                    MY_EXPECTED + "weak = [n for n, r in records.items()"
+                                  " if my_score(r['answer'], my_expected[n]) < 1][::-1]\n",
                     "my_expected = {n: [n.split('.')[0]] for n in records}\n"
                     "weak = sorted(n for n, r in records.items() if my_score(r['answer'], my_expected[n]) < 1)\n"],
              setup=SCORER + FAKE_RECORDS),
@@ -406,8 +410,9 @@ def max_sequences(gpu_gib, params_billion, layers, kv_heads, head_dim, context=4
     return max(0, int(free_bytes // (2 * layers * kv_heads * head_dim * 2 * context)))
 """],
              wrong=[MAX_SEQUENCES.replace("/ 2**30", "/ 1e9"),
-                    MAX_SEQUENCES.replace("return max(0, int((gpu_gib * utilization - weights_gib) // per_sequence_gib))",
-                                          "return int((gpu_gib * utilization - weights_gib) // per_sequence_gib)"),
+                    MAX_SEQUENCES.replace(
+                        "return max(0, int((gpu_gib * utilization - weights_gib) // per_sequence_gib))",
+                        "return int((gpu_gib * utilization - weights_gib) // per_sequence_gib)"),
                     MAX_SEQUENCES.replace("2 * layers", "layers")]),
 ]
 

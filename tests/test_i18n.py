@@ -10,11 +10,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from support import ROOT
 
 import labkit
 from labkit.i18n import language, translations
-
-from support import ROOT
 
 
 def _catalogs() -> ModuleType:

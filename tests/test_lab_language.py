@@ -9,7 +9,6 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
 from support import ROOT
 
 PLUGIN = "@jupyterlab/translation-extension:plugin"

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from support import IMAGES, decode_data_url
 
 import labkit
 from labkit.modelview import anyres_plan, render_model_view
 from labkit.practice import serve_in_thread
-from support import IMAGES, decode_data_url
-
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

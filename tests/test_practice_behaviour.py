@@ -14,8 +14,8 @@ import httpx
 import openai
 import pytest
 from PIL import Image
-
 from support import IMAGES, png_data_url
+
 from labkit.practice import FaultConfig, PracticeConfig, serve_in_thread
 
 MODEL = "llava-v1.6-34b"

@@ -13,8 +13,8 @@ import json
 import httpx
 import openai
 import pytest
-
 from support import png_data_url
+
 from labkit.practice import serve_in_thread
 
 MODEL = "llava-v1.6-34b"
@@ -24,7 +24,8 @@ IMAGE_672 = png_data_url(672, 672, (30, 120, 200))  # 2,928 image tokens (anyres
 def user(text: str, image: str | None = None) -> dict:
     if image is None:
         return {"role": "user", "content": text}
-    return {"role": "user", "content": [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": image}}]}
+    return {"role": "user",
+            "content": [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": image}}]}
 
 
 def stream(base: str, messages: list[dict], **extra: object) -> tuple[str, str | None, dict | None]:

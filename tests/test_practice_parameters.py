@@ -9,8 +9,8 @@ import time
 
 import openai
 import pytest
-
 from support import png_data_url
+
 from labkit.practice import serve_in_thread
 
 MODEL = "llava-v1.6-34b"
@@ -123,7 +123,7 @@ def timed_stream(base: str, out: list[tuple[float, float]], start: threading.Eve
             messages=[{"role": "user", "content": "Write 60 words."}]):
         if chunk.choices and chunk.choices[0].delta.content:
             stamps.append(time.perf_counter())
-    gaps = [b - a for a, b in zip(stamps[1:], stamps[2:])]
+    gaps = [b - a for a, b in zip(stamps[1:], stamps[2:], strict=False)]
     out.append((stamps[0] - began, statistics.median(gaps)))
 
 

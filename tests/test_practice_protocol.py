@@ -10,7 +10,6 @@ import subprocess
 import httpx
 import openai
 import pytest
-
 from support import CAPTURES, png_data_url
 
 MODEL = "llava-v1.6-34b"

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from labkit.cli import main as cli_main
-from labkit.practice import FaultConfig, serve_in_thread
+from labkit.practice import serve_in_thread
 from labkit.practice.app import _RateWindows
 
 MODEL = "llava-v1.6-34b"
@@ -147,7 +147,8 @@ def test_mutated_images_never_get_a_500(url_of: str, fmt: str) -> None:
             bad = bytearray(data)
             for _ in range(rng.randint(1, 8)):
                 bad[rng.randrange(len(bad))] = rng.randrange(256)
-            status = post(client=client, base=url_of, payload=image_body(bytes(bad), "image/" + fmt.lower())).status_code
+            payload = image_body(bytes(bad), "image/" + fmt.lower())
+            status = post(client=client, base=url_of, payload=payload).status_code
             statuses[status] = statuses.get(status, 0) + 1
     assert set(statuses) <= {200, 400}, statuses
 
@@ -159,7 +160,8 @@ def png_header_only(width: int, height: int) -> bytes:
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b""))
 
 
 def test_an_8000_pixel_square_png_is_refused_before_decoding(url_of: str, dialect: str) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from support import IMAGES
 
 import labkit
-from support import IMAGES
 from labkit.practice import FaultConfig, PracticeConfig, serve_in_thread
 
 
@@ -188,7 +188,8 @@ class RecordingView:
 def test_a_broken_answer_ends_the_live_view_with_a_note(configured_fastchat: str) -> None:
     view = RecordingView()
     with pytest.raises(labkit.StreamError) as info:
-        labkit.chat("Describe", image=IMAGES / "rocket.jpg", display=view, extra_headers={"x-practice-fault": "drop-after=6"})
+        labkit.chat("Describe", image=IMAGES / "rocket.jpg", display=view,
+                    extra_headers={"x-practice-fault": "drop-after=6"})
     assert view.finished == (info.value.partial_text, "⚠ the answer broke off (see the error below)")
     assert f"{len(info.value.partial_text)} characters arrived" in str(info.value)
     assert info.value.reason == "dropped"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import ROOT
 
 import labkit
 from labkit.cli import main
 from labkit.workspace import sync
-from support import ROOT
 
 
 def lessons(tmp_path: Path) -> Path:

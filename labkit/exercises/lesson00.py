@@ -76,7 +76,8 @@ def check_stopwatch(time_to_first_text: Callable[[Any], float | None], *, quiet:
         if not ok:
             continue
         if expected is None:
-            c.expect(got is None, _("{case}: expected None (no text ever came), got {got!r}").format(case=case, got=got))
+            c.expect(got is None,
+                     _("{case}: expected None (no text ever came), got {got!r}").format(case=case, got=got))
             continue
         if not isinstance(got, (int, float)) or isinstance(got, bool):
             c.fail(_("{case}: expected a number of seconds, got {got!r}").format(case=case, got=got))

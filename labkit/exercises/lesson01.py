@@ -33,7 +33,8 @@ def check_message(message: object, image_path: str = "images/coffee.jpg", *, qui
     """
     c = Checker(1, quiet=quiet)
     if not isinstance(message, dict):
-        c.fail(_("my_message should be a dict (one chat message), but it is {kind}").format(kind=type(message).__name__))
+        c.fail(_("my_message should be a dict (one chat message), but it is {kind}").format(
+            kind=type(message).__name__))
         return c.done()
     c.expect(message.get("role") == "user", _("the message's role is {role!r}; a question from you has another role")
              .format(role=message.get("role")))
@@ -87,7 +88,8 @@ def _stream(texts: list[str], *, finish: str = "stop", vllm: bool = False) -> li
     if vllm:
         events.append(_event({"id": "chatcmpl-check", "object": "chat.completion.chunk", "created": 1700000000,
                               "model": "llava-v1.6-34b", "choices": [],
-                              "usage": {"prompt_tokens": 12, "completion_tokens": len(texts), "total_tokens": 12 + len(texts)}}))
+                              "usage": {"prompt_tokens": 12, "completion_tokens": len(texts),
+                                        "total_tokens": 12 + len(texts)}}))
     return events + [b"data: [DONE]\n\n"]
 
 

@@ -155,5 +155,6 @@ def check_green(green_image: Any, green_reply: Any, *, quiet: bool = False) -> V
                .format(kind=type(green_reply).__name__))
     else:
         c.expect(isinstance(text, str) and text.strip() != "" and green_reply.finish_reason in ("stop", "length"),
-                 _("green_reply holds no finished answer (finish_reason {reason!r})").format(reason=green_reply.finish_reason))
+                 _("green_reply holds no finished answer (finish_reason {reason!r})").format(
+                     reason=green_reply.finish_reason))
     return c.done()

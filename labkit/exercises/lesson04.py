@@ -101,7 +101,8 @@ def check_compare_two(compare_two: Callable[..., str], *, quiet: bool = False) -
                 urls = list(image_urls(messages))
                 if len(urls) > 1:
                     c.fail(_("{case}, request {n} holds {count} images: the course backend takes one image per "
-                             "request (and two photos would not fit in 4,096 tokens)").format(case=case, n=n, count=len(urls)))
+                             "request (and two photos would not fit in 4,096 tokens)").format(
+                               case=case, n=n, count=len(urls)))
                 if not isinstance(max_tokens, int) or max_tokens <= 0:
                     c.fail(_("{case}, request {n} has no max_tokens: without a limit a real engine may fill the "
                              "whole context").format(case=case, n=n))
@@ -139,8 +140,9 @@ def _room_cases() -> list[tuple[str, list[Any]]]:
         (N_("a short text question"), [user("Hi")]),
         (N_("a 4:3 photo and a question"), [system("Answer briefly."), user("What is in this photo?", photo)]),
         (N_("a Chinese question about a small square image"), [user("这张图片里有什么？请详细描述。", square)]),
-        (N_("a long history with a photo"), [user("Describe this.", photo), {"role": "assistant", "content": "word " * 600},
-                                         user("And in more detail?")]),
+        (N_("a long history with a photo"), [user("Describe this.", photo),
+                                             {"role": "assistant", "content": "word " * 600},
+                                             user("And in more detail?")]),
         (N_("a history longer than the context"), [user("Summarise: " + "long text " * 2500)]),
     ]
 
@@ -166,7 +168,8 @@ def check_room(room_for_answer: Callable[[list[Any]], int], *, quiet: bool = Fal
         if not isinstance(got, (int, float)) or isinstance(got, bool):
             c.fail(_("{case}: expected a number of tokens, got {got!r}").format(case=case, got=got))
         elif got < 0:
-            c.fail(_("{case}: {got} is negative: when nothing is left, there is no room at all").format(case=case, got=got))
+            c.fail(_("{case}: {got} is negative: when nothing is left, there is no room at all").format(
+                case=case, got=got))
         elif abs(got - truth) > 32:
             c.fail(_("{case}: {got} tokens is {direction}; does your count include every message and the image "
                      "as it is sent?").format(case=case, got=got,

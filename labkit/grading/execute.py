@@ -103,7 +103,9 @@ def _end_strays() -> None:
             return
 
 
-def run_cells(cells: list[tuple[str, str]], *, cell_timeout: float, output_limit: int) -> tuple[Any, list[dict[str, Any]]]:
+def run_cells(
+    cells: list[tuple[str, str]], *, cell_timeout: float, output_limit: int
+) -> tuple[Any, list[dict[str, Any]]]:
     """Run the code cells in one IPython shell; return the shell and one report per code cell.
 
     Each report has ``index`` (the cell's position in the notebook), ``error`` (``None``, or the
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     tests_in = sys.stdin
     sys.stdin = io.StringIO("")  # input() in a cell gets end-of-file, not the tests
 
-    from labkit.practice import PracticeServer, PracticeConfig
+    from labkit.practice import PracticeConfig, PracticeServer
 
     server = PracticeServer(PracticeConfig.from_env(fast=True)).start()
     os.environ["LABKIT_BASE_URL"] = server.base_url

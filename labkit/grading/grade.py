@@ -139,7 +139,8 @@ class GradeSummary:
 
     def report(self) -> str:
         """The summary a TA reads at the end of a run."""
-        lines = [_("{graded} graded now, {skipped} already in {path}, in {seconds:.1f} s (isolation: {isolation})").format(
+        done = _("{graded} graded now, {skipped} already in {path}, in {seconds:.1f} s (isolation: {isolation})")
+        lines = [done.format(
             graded=len(self.graded), skipped=self.skipped, path=str(self.gradebook), seconds=self.wall_time,
             isolation=self.isolation)]
         if self.interrupted:

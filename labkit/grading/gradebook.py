@@ -64,7 +64,7 @@ class Gradebook:
             records.pop()  # the last row was cut off by a crash
         for record in records:
             if len(record) == len(self.header) and record[-2] in STATUSES:
-                self.rows[record[0]] = dict(zip(self.header, record))
+                self.rows[record[0]] = dict(zip(self.header, record, strict=True))
         if not complete or len(records) != len(self.rows):
             self._rewrite()
 
@@ -97,7 +97,7 @@ class Gradebook:
         """Append one student's row and make it durable before returning."""
         values = [row.get(name, "") for name in self.header]
         self._write(values)
-        self.rows[str(row["student"])] = {k: str(v) for k, v in zip(self.header, values)}
+        self.rows[str(row["student"])] = {k: str(v) for k, v in zip(self.header, values, strict=True)}
 
     def __exit__(self, *exc: object) -> None:
         if self._handle is not None:

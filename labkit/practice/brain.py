@@ -146,7 +146,7 @@ class _Sampler:
         weights = [math.exp(-1.5 * i / self.temperature) for i in range(len(options))]
         total = sum(weights)
         kept, mass = [], 0.0
-        for option, weight in zip(options, weights):
+        for option, weight in zip(options, weights, strict=True):
             kept.append((option, weight))
             mass += weight / total
             if mass >= self.top_p - 1e-9:
@@ -198,7 +198,7 @@ def _areas(cells: set[int], chinese: bool) -> list[str]:
     """Name a set of the nine regions as whole rows, whole columns, then single places."""
     names, left = [], set(cells)
     for group, label in ((_ROWS, _ROW_ZH if chinese else _ROW_EN), (_COLS, _COL_ZH if chinese else _COL_EN)):
-        for line, name in zip(group, label):
+        for line, name in zip(group, label, strict=True):
             if set(line) <= left and len(cells) < 9:
                 names.append(name)
                 left -= set(line)
@@ -251,7 +251,8 @@ def _sentences_en(f: ImageFacts, topics: set[str], pick: _Sampler) -> list[str]:
         "tone": pick.choose([f"Overall this {names[0]} image is {tone} (mean brightness {level} of 255).",
                              f"The mostly {names[0]} image is {tone} overall, with a mean brightness of {level} "
                              "out of 255.",
-                             f"Its lighting is {tone}: the mean brightness of this {names[0]} image is {level} of 255."]),
+                             f"Its lighting is {tone}: the mean brightness of this {names[0]} image is {level} "
+                             "of 255."]),
     }
     opener = pick.choose([f"This is a {kind} of {size}.", f"I see a {kind}, {size}.",
                           f"The picture is a {kind} of {size}.", f"You sent a {kind} of {size}."])
@@ -272,7 +273,8 @@ def _sentences_zh(f: ImageFacts, topics: set[str], pick: _Sampler) -> list[str]:
         "tone": pick.choose([f"这张以{names[0]}为主的图整体{tone}（平均亮度{level}/255）。",
                              f"以{names[0]}为主的画面整体{tone}，平均亮度为{level}/255。"]),
     }
-    opener = pick.choose([f"这是一张{size}的{kind}。", f"我看到一张{kind}，{size}。", f"你发来的是一张{size}的{kind}。"])
+    opener = pick.choose([f"这是一张{size}的{kind}。", f"我看到一张{kind}，{size}。",
+                          f"你发来的是一张{size}的{kind}。"])
     return _arrange(sentences, opener, topics)
 
 
@@ -311,7 +313,8 @@ def _more_zh(f: ImageFacts, pick: _Sampler, round_no: int) -> list[str]:
         _layout(f, True, pick),
         f"按面积计算，{shares}。",
         f"{ZH_ORIENTATION[f.orientation]}的画面让{names[0]}显得很突出。",
-        pick.choose(["我只能从像素统计里读出颜色、明暗和布局，读不出细节。", "真正的模型会说出物体的名字；练习服务器只测量像素。"]),
+        pick.choose(["我只能从像素统计里读出颜色、明暗和布局，读不出细节。",
+                     "真正的模型会说出物体的名字；练习服务器只测量像素。"]),
         f"从整体看，画面{ZH_TONE[f.tone]}，平均亮度约为{round(f.brightness)}。",
     ]
     if round_no:
@@ -351,7 +354,8 @@ def compose_answer(prompt: Prompt) -> str:
         q = prompt.question.strip().replace("\n", " ")
         short = q if len(q) <= 60 else q[:57] + "…"
         if chinese:
-            parts += ["这是练习服务器的模拟回答。", f"你的问题是：“{short}”。", "这次请求里没有图片，所以我只能根据文字回答。"]
+            parts += ["这是练习服务器的模拟回答。", f"你的问题是：“{short}”。",
+                      "这次请求里没有图片，所以我只能根据文字回答。"]
         else:
             parts += ["This is a simulated answer from the practice server.", f"You asked: \u201c{short}\u201d.",
                       pick.choose(["There is no image in this request, so I can only answer from the text.",
@@ -359,7 +363,8 @@ def compose_answer(prompt: Prompt) -> str:
     if brief:
         parts = parts[:1]
     if prompt.turn > 1:
-        parts.insert(0, f"（这是我们对话的第{prompt.turn}轮。）" if chinese else f"(This is turn {prompt.turn} of our conversation.)")
+        parts.insert(0, f"（这是我们对话的第{prompt.turn}轮。）" if chinese
+                     else f"(This is turn {prompt.turn} of our conversation.)")
     sep = "" if chinese else " "
     text = sep.join(parts)
     target = None if brief else _target_length(prompt.question)

@@ -76,7 +76,9 @@ class FastChatDialect:
         return _frame({"id": cid, "model": model,
                        "choices": [{"index": 0, "delta": {"content": _SLOT}, "finish_reason": None}]}, False)
 
-    def finish_chunk(self, cid: str, created: int, model: str, reason: str, text: str | None, with_usage: bool) -> bytes:
+    def finish_chunk(
+        self, cid: str, created: int, model: str, reason: str, text: str | None, with_usage: bool
+    ) -> bytes:
         return _event({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                        "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}, False)
 
@@ -138,7 +140,9 @@ class VLLMDialect:
                        "choices": [{"index": 0, "delta": {"content": _SLOT}, "logprobs": None, "finish_reason": None,
                                     "token_ids": None}]}, True)
 
-    def finish_chunk(self, cid: str, created: int, model: str, reason: str, text: str | None, with_usage: bool) -> bytes:
+    def finish_chunk(
+        self, cid: str, created: int, model: str, reason: str, text: str | None, with_usage: bool
+    ) -> bytes:
         payload: dict[str, Any] = {**self._head(cid, created, model),
                                    "choices": [{"index": 0, "delta": {"content": text or ""}, "logprobs": None,
                                                 "finish_reason": reason, "stop_reason": None, "token_ids": None}]}

@@ -271,7 +271,7 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
         include_usage=include_usage,
         max_tokens=answer_limit,
         prompt=Prompt(question, tuple(facts), turn, system, request_fingerprint(body, texts_by_role, digests),
-                      temperature=float(temperature if temperature is not None else DEFAULT_TEMPERATURE[config.dialect]),
+                      temperature=float(DEFAULT_TEMPERATURE[config.dialect] if temperature is None else temperature),
                       top_p=float(top_p if top_p is not None else 1.0), seeded=seed is not None),
         prompt_tokens=prompt_tokens,
     )

@@ -166,7 +166,7 @@ def _bomb(pixels: int, limit: int) -> ImageDecodeError:
 def _open(data: bytes) -> Image.Image:
     """Read the header only (nothing is decoded yet) and refuse images too large to decode."""
     head = data[:256].lstrip().lower()
-    if head.startswith(b"<svg") or head.startswith(b"<?xml"):
+    if head.startswith((b"<svg", b"<?xml")):
         raise ImageDecodeError("the image is SVG, which the model cannot read: convert it to PNG or JPEG first")
     try:
         with _OPEN_LOCK, warnings.catch_warnings():
@@ -244,13 +244,13 @@ def _facts(data: bytes) -> ImageFacts:
             f"the image data is damaged or truncated ({exc.__class__.__name__}: {str(exc)[:120]}): send the whole file"
         ) from None
     raw = small.tobytes()
-    pixels = list(zip(raw[0::3], raw[1::3], raw[2::3]))
+    pixels = list(zip(raw[0::3], raw[1::3], raw[2::3], strict=True))
     names = [_colour_name(p) for p in pixels]
     total = len(names)
     colours = tuple((n, c / total) for n, c in Counter(names).most_common(3))
     brightness = sum(small.convert("L").tobytes()) / total
     quantised = [(r >> 3, g >> 3, b >> 3) for r, g, b in pixels]
-    same = sum(a == b for a, b in zip(quantised, quantised[1:]))
+    same = sum(a == b for a, b in zip(quantised, quantised[1:], strict=False))
     kind = _kind(colours, same / max(1, total - 1))
     return ImageFacts(width, height, fmt, colours, brightness, kind, _regions(names, small.width, small.height))
 

@@ -3,7 +3,8 @@
 It runs every cell of lesson 06 in JupyterLab, uploads a sample photo, asks with Shift+Enter and waits for the
 streamed answer that names the photo's size and colour, starts a long answer and presses Stop,
 sends to a dead backend and reads the message, then opens lessons 00–05 and checks that each
-renders with no error output; last, it runs lesson 06 in Notebook 7 and asks once. Screenshots go to ``tests/browser/artifacts/`` (git-ignored).
+renders with no error output; last, it runs lesson 06 in Notebook 7 and asks once. Screenshots go to
+``tests/browser/artifacts/`` (git-ignored).
 
 Needs Debian's ``chromium`` (``/usr/bin/chromium``; CI installs it) and Playwright for Python (the
 test extra); Playwright's own browser download is never used. ``LABKIT_SKIP_BROWSER=1`` skips it.
@@ -294,5 +295,6 @@ def _no_errors(page, name: str) -> None:  # type: ignore[no-untyped-def]
     errors = panel.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error'], "
                            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     assert errors.count() == 0, f"{name}: error output: {errors.first.inner_text()[:500]}"
-    assert page.locator(".jp-Dialog").count() == 0, f"{name}: a dialog opened: {page.locator('.jp-Dialog').inner_text()[:300]}"
+    dialogs = page.locator(".jp-Dialog")
+    assert dialogs.count() == 0, f"{name}: a dialog opened: {dialogs.inner_text()[:300]}"
     assert not re.search(r"Traceback \(most recent call last\)", panel.inner_text()), f"{name}: a traceback"

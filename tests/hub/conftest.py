@@ -19,8 +19,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 import uvicorn
-
 from hubsupport import CHP, HUB_CONFIG, ROOT, STUDENTS, VENV_BIN, Backend, Hub, KeyRecorder, free_port, own_processes
+
 from labkit.practice import PracticeConfig, create_app
 
 

@@ -9,11 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from hubsupport import ROOT
 from jupyterhub.app import JupyterHub
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import PyFileConfigLoader
-
-from hubsupport import ROOT
 
 DEPLOY = ROOT / "deploy"
 

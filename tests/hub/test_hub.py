@@ -13,9 +13,8 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
-from websockets.sync.client import connect
-
 from hubsupport import CHROMIUM, ROOT, STUDENTS, VENV_BIN, Backend, Hub, run_in_terminal
+from websockets.sync.client import connect
 
 LESSON = "labkit/notebooks/01-first-request.ipynb"
 
@@ -33,7 +32,8 @@ def login(hub: Hub, name: str, password: str) -> requests.Response:
 def course_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The course as a git repository (what nbgitpuller pulls from): this checkout's lessons."""
     repo = tmp_path_factory.mktemp("course") / "labkit"
-    shutil.copytree(ROOT / "notebooks", repo / "notebooks", ignore=shutil.ignore_patterns("outputs", ".ipynb_checkpoints"))
+    shutil.copytree(ROOT / "notebooks", repo / "notebooks",
+                    ignore=shutil.ignore_patterns("outputs", ".ipynb_checkpoints"))
     git(repo.parent, "init", "-q", "-b", "main", str(repo))
     commit(repo, "the course")
     return repo

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from hubsupport import ROOT, VENV_BIN, free_port, run_in_terminal
 
 
