@@ -2,7 +2,11 @@
 
 Each failure is a :class:`Problem` that the dialect turns into its own error shape. FastChat's
 checks and codes are followed (40001 validation, 40301 model, 40302 range, 40303 context); where
-FastChat answers bad input with a 500 (an unknown role) the practice server answers 400.
+FastChat answers bad input with a 500 (an unknown role) the practice server answers 400. Types are
+checked first, then the model, then the ranges in FastChat's ``check_requests`` order (top_k 0 is
+40302); ``stream`` and ``stop`` are read as pydantic reads them (``"yes"`` is true, a number is text).
+FastChat answers an empty conversation and one ending with the assistant; vLLM's dialect refuses them,
+and allows n=1 only. The practice server streams at most ``MAX_CHOICES`` choices (FastChat: no limit).
 """
 
 from __future__ import annotations
