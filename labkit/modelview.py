@@ -17,6 +17,9 @@ from typing import NamedTuple
 
 from PIL import Image, ImageDraw, ImageOps
 
+from .errors import ImageError
+from .i18n import _
+
 __all__ = ["AnyresPlan", "TILE", "anyres_plan", "render_model_view", "model_view_png"]
 
 #: The side of one tile and of the overview, in pixels.
@@ -49,7 +52,8 @@ def anyres_plan(width: int, height: int) -> AnyresPlan:
         AnyresPlan(grid=(672, 336), scaled=(505, 336), tiles=2)
     """
     if width < 1 or height < 1:
-        raise ValueError(f"an image of {width}×{height} pixels has no area")
+        raise ImageError(_("An image of {width}×{height} pixels has no area: pass an image at least 1×1 pixel.")
+                         .format(width=width, height=height))
 
     def score(pin: tuple[int, int]) -> tuple[int, int]:
         pw, ph = pin

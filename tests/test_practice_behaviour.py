@@ -70,7 +70,11 @@ FASTCHAT_CASES = [
     (body(max_tokens="lots"), 400, 40001, "'max_tokens' must be an integer"),
     ({"model": MODEL, "stream": True}, 400, 40001, "no 'messages'"),
     ({"model": MODEL, "messages": [{"role": "bot", "content": "hi"}], "stream": True}, 400, 40001, "role is 'bot'"),
-    ({"model": MODEL, "messages": [], "stream": True}, 400, 40001, "non-empty list"),
+    ({"model": MODEL, "messages": {}, "stream": True}, 400, 40001, "non-empty list"),
+    (body(top_k=0), 400, 40302, "0 is out of Range. Either set top_k to -1 or >=1."),
+    (body(n=0), 400, 40302, "0 is less than the minimum of 1 - 'n'"),
+    (body(stop={"a": 1}), 400, 40001, "'stop' must be a string or a list of strings"),
+    (body(stream="maybe"), 400, 40001, "'stream' must be true or false"),
     (body([{"type": "audio", "audio": "x"}]), 400, 40001, "type is 'audio'"),
     (body(image_content("https://example.com/cat.jpg")), 400, 40001, "send the image itself as a base64 data URL"),
     (body(image_content("data:image/png;base64,bm90IGFuIGltYWdl")), 400, 40001, "not an image Pillow can open"),
@@ -100,6 +104,8 @@ def test_fastchat_validation(fastchat_url: str, payload: dict, status: int, code
     (body(max_tokens=-1), 400, "max_tokens", "max_tokens must be at least 1, got -1. (parameter=max_tokens, value=-1)"),
     (body(image_content("data:image/png;base64,bm90IGFuIGltYWdl")), 400, "image", "not an image"),
     (body(stream=False), 400, "stream", "pass stream=True"),
+    ({"model": MODEL, "messages": [], "stream": True}, 400, "messages", "non-empty list"),
+    (body(n=2), 400, "n", "n must be at most 1, got 2"),
 ])
 def test_vllm_validation(vllm_url: str, payload: dict, status: int, param: str, message: str) -> None:
     r = post(vllm_url, payload)
@@ -147,7 +153,6 @@ def test_answer_reports_size_and_colour(any_url: str) -> None:
     assert "red" in text
     blue = answer(any_url, body(image_content(png_data_url(300, 600, (20, 40, 220)), "What colour is it?")))
     assert "blue" in blue and "portrait" in blue
-    # the wording is sampled ("Its main colour is blue", "Most of it is blue", …): the colour's name is what comes first
     assert blue.index("blue") < blue.index("300×600"), "a colour question is answered colour first"
 
 

@@ -45,7 +45,9 @@ PUBLIC = [
     "encode_image",
     "estimate_image_tokens",
     "estimate_tokens",
+    "grade_folder",
     "items_from_folder",
+    "list_assignments",
     "llava_target_size",
     "load_results",
     "load_settings",
@@ -58,6 +60,7 @@ PUBLIC = [
     "sync_workspace",
     "system",
     "user",
+    "write_student_version",
 ]
 
 

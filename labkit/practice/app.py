@@ -168,17 +168,40 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _answer(req: ChatRequest, leak: bool) -> tuple[list[str], str, dict[str, int]]:
-    """The answer's stream pieces, finish reason and usage (completion tokens = pieces sent)."""
+def _answer(req: ChatRequest, leak: bool, hold_back: bool = False) -> tuple[list[str], str, dict[str, int]]:
+    """The answer's stream pieces, finish reason and usage (completion tokens = tokens generated).
+
+    The model generates token by token; after each one the text so far is cut before the first stop
+    string, if any, and that ends the answer (``"stop"``), as vLLM's stop handling does. A piece is
+    what the text gained with that token: FastChat relays each gain and nothing for a token that only
+    completed a stop string. ``hold_back`` is vLLM's own streaming, which keeps back as many characters
+    as the longest stop string could still need, so no start of a stop string is ever sent; its last
+    piece goes in the finish chunk and may be empty.
+    """
     tokens = split_tokens(compose_answer(req.prompt))
-    reason = "stop"
-    if len(tokens) > req.max_tokens:
-        tokens, reason = tokens[: req.max_tokens], "length"
     if leak and tokens:
         tokens[0] = LEAK + tokens[0]  # the leaked prefix arrives glued to the first token, as captured
-    usage = {"prompt_tokens": req.prompt_tokens, "completion_tokens": len(tokens),
-             "total_tokens": req.prompt_tokens + len(tokens)}
-    return tokens, reason, usage
+    held = max((len(s) for s in req.stop), default=1) - 1 if hold_back else 0
+    pieces: list[str] = []
+    text, sent, used, reason = "", 0, 0, "length"
+    for i, token in enumerate(tokens[: req.max_tokens]):
+        text += token
+        used = i + 1
+        cut = min((text.find(s) for s in req.stop if s in text), default=-1)
+        done = cut >= 0 or used == len(tokens) or used >= req.max_tokens
+        if cut >= 0:
+            text = text[:cut]
+        if cut >= 0 or used == len(tokens):
+            reason = "stop"
+        visible = len(text) if done else max(sent, len(text) - held)
+        if visible > sent or (done and hold_back):
+            pieces.append(text[sent:visible])
+            sent = visible
+        if done:
+            break
+    usage = {"prompt_tokens": req.prompt_tokens, "completion_tokens": used,
+             "total_tokens": req.prompt_tokens + used}
+    return pieces, reason, usage
 
 
 async def _stream(state: _State, req: ChatRequest, faults: FaultConfig) -> AsyncIterator[bytes]:
@@ -189,54 +212,62 @@ async def _stream(state: _State, req: ChatRequest, faults: FaultConfig) -> Async
     admitted, decoding = True, False
     try:
         cid, created, model = dialect.new_id(), int(time.time()), req.model
-        tokens, reason, usage = _answer(req, config.leak_role_prefix)
-        frame = dialect.content_frame(cid, created, model)
-        role = dialect.role_chunk(cid, created, model)
-        if config.paced or not tokens or _fault_at(0, faults):
-            yield role
-            role = b""
-        if config.paced:
-            state.admission.served()
-            admitted = False
-            await state.engine.prefill(len(req.prompt.images))  # queued behind other prefills
-            state.engine.running += 1  # in the decoding batch until the stream ends
-            decoding = True
+        tokens, reason, usage = _answer(req, config.leak_role_prefix, hold_back=dialect.last_token_in_finish)
         paced = config.paced
         sent = len(tokens) - 1 if dialect.last_token_in_finish else len(tokens)
         batch: list[bytes] = []
-        for i in range(len(tokens) + 1):
-            fault = _fault_at(i, faults)
-            if (fault or i >= sent) and batch:
-                yield b"".join(batch)
-                batch = []
-            if fault == "drop":
-                raise DropConnection
-            if fault == "error":
-                yield dialect.stream_error("**NETWORK ERROR DUE TO HIGH TRAFFIC. PLEASE REGENERATE OR REFRESH "
-                                           "THIS PAGE.**\n\n(CUDA out of memory; injected fault)", 50002) + DONE
-                return
-            if fault == "stall":
-                await asyncio.sleep(faults.stall_seconds)
-            if i >= sent:
-                break
-            event = content_event(frame, tokens[i])
-            if paced:
-                yield event
-                await asyncio.sleep(state.engine.token_delay())  # slower the more streams share the batch
-            elif admitted:
-                yield role + event  # the first token goes out at once (with the role chunk, unpaced)
+        finishes: list[bytes] = []
+        # FastChat streams the n choices one after another, each with its role chunk, then all their
+        # finish chunks (vLLM's dialect has one choice).
+        for k in range(req.n):
+            frame = dialect.content_frame(cid, created, model, index=k)
+            role = dialect.role_chunk(cid, created, model, index=k)
+            if k > 0:
+                batch.append(role)
+                role = b""
+            elif config.paced or not tokens or _fault_at(0, faults):
+                yield role
+                role = b""
+            if paced and k == 0:
                 state.admission.served()
                 admitted = False
-                await state.admission.after_newcomers()
-            else:
-                batch.append(event)
-                if len(batch) == 64:
+                await state.engine.prefill(len(req.prompt.images))  # queued behind other prefills
+                state.engine.running += 1  # in the decoding batch until the stream ends
+                decoding = True
+            for i in range(len(tokens) + 1):
+                fault = _fault_at(i, faults) if k == 0 else None
+                if (fault or i >= sent or paced) and batch:
                     yield b"".join(batch)
                     batch = []
+                if fault == "drop":
+                    raise DropConnection
+                if fault == "error":
+                    yield dialect.stream_error("**NETWORK ERROR DUE TO HIGH TRAFFIC. PLEASE REGENERATE OR REFRESH "
+                                               "THIS PAGE.**\n\n(CUDA out of memory; injected fault)", 50002) + DONE
+                    return
+                if fault == "stall":
+                    await asyncio.sleep(faults.stall_seconds)
+                if i >= sent:
+                    break
+                event = content_event(frame, tokens[i])
+                if paced:
+                    yield event
+                    await asyncio.sleep(state.engine.token_delay())  # slower the more streams share the batch
+                elif admitted:
+                    yield role + event  # the first token goes out at once (with the role chunk, unpaced)
+                    state.admission.served()
+                    admitted = False
                     await state.admission.after_newcomers()
-                    await asyncio.sleep(0)
-        final = tokens[-1] if tokens and dialect.last_token_in_finish else None
-        tail = dialect.finish_chunk(cid, created, model, reason, final, req.include_usage)
+                else:
+                    batch.append(event)
+                    if len(batch) == 64:
+                        yield b"".join(batch)
+                        batch = []
+                        await state.admission.after_newcomers()
+                        await asyncio.sleep(0)
+            final = tokens[-1] if tokens and dialect.last_token_in_finish else None
+            finishes.append(dialect.finish_chunk(cid, created, model, reason, final, req.include_usage, index=k))
+        tail = b"".join(batch) + b"".join(finishes)
         if req.include_usage:
             tail += dialect.usage_chunk(cid, created, model, usage) or b""
         yield tail + DONE
@@ -307,7 +338,7 @@ def create_app(config: PracticeConfig | None = None) -> Starlette:
         if config.paced:
             await asyncio.sleep(config.ttft + len(tokens) / config.tokens_per_second)
         return JSONResponse(dialect.completion(dialect.new_id(), int(time.time()), req.model, "".join(tokens),
-                                               reason, usage))
+                                               reason, usage, req.n))
 
     async def models(request: Request) -> Response:
         if config.api_keys and _bearer(request) not in config.api_keys:

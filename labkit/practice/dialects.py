@@ -67,20 +67,19 @@ class FastChatDialect:
     def new_id() -> str:
         return "chatcmpl-" + "".join(secrets.choice(_B57) for _ in range(22))
 
-    def role_chunk(self, cid: str, created: int, model: str) -> bytes:
+    def role_chunk(self, cid: str, created: int, model: str, index: int = 0) -> bytes:
         return _event({"id": cid, "model": model,
-                       "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}, False)
+                       "choices": [{"index": index, "delta": {"role": "assistant"}, "finish_reason": None}]}, False)
 
-    def content_frame(self, cid: str, created: int, model: str) -> tuple[bytes, bytes]:
+    def content_frame(self, cid: str, created: int, model: str, index: int = 0) -> tuple[bytes, bytes]:
         """The bytes before and after the JSON string of a content chunk's text."""
         return _frame({"id": cid, "model": model,
-                       "choices": [{"index": 0, "delta": {"content": _SLOT}, "finish_reason": None}]}, False)
+                       "choices": [{"index": index, "delta": {"content": _SLOT}, "finish_reason": None}]}, False)
 
-    def finish_chunk(
-        self, cid: str, created: int, model: str, reason: str, text: str | None, with_usage: bool
-    ) -> bytes:
+    def finish_chunk(self, cid: str, created: int, model: str, reason: str, text: str | None, with_usage: bool,
+                     index: int = 0) -> bytes:
         return _event({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                       "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}, False)
+                       "choices": [{"index": index, "delta": {}, "finish_reason": reason}]}, False)
 
     def usage_chunk(self, cid: str, created: int, model: str, usage: dict[str, int]) -> bytes | None:
         return None  # FastChat ignores stream_options
@@ -105,10 +104,12 @@ class FastChatDialect:
                 "parent": None, "permission": [_permission(perm, now, search_indices=True)]}
 
     def completion(self, cid: str, created: int, model: str, text: str, reason: str,
-                   usage: dict[str, int]) -> dict[str, Any]:
+                   usage: dict[str, int], n: int = 1) -> dict[str, Any]:
+        # FastChat asks the worker n times for the same prompt and adds up the usage.
+        choice = {"message": {"role": "assistant", "content": text}, "finish_reason": reason}
         return {"id": cid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason}],
-                "usage": _usage(usage)}
+                "choices": [{"index": i, **choice} for i in range(n)],
+                "usage": _usage({k: v * n for k, v in usage.items()})}
 
 
 class VLLMDialect:
@@ -128,23 +129,22 @@ class VLLMDialect:
     def _head(cid: str, created: int, model: str) -> dict[str, Any]:
         return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
 
-    def role_chunk(self, cid: str, created: int, model: str) -> bytes:
+    def role_chunk(self, cid: str, created: int, model: str, index: int = 0) -> bytes:
         return _event({**self._head(cid, created, model),
-                       "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                       "choices": [{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                                     "finish_reason": None}],
                        "prompt_token_ids": None, "prompt_text": None}, True)
 
-    def content_frame(self, cid: str, created: int, model: str) -> tuple[bytes, bytes]:
+    def content_frame(self, cid: str, created: int, model: str, index: int = 0) -> tuple[bytes, bytes]:
         """The bytes before and after the JSON string of a content chunk's text."""
         return _frame({**self._head(cid, created, model),
-                       "choices": [{"index": 0, "delta": {"content": _SLOT}, "logprobs": None, "finish_reason": None,
-                                    "token_ids": None}]}, True)
+                       "choices": [{"index": index, "delta": {"content": _SLOT}, "logprobs": None,
+                                    "finish_reason": None, "token_ids": None}]}, True)
 
-    def finish_chunk(
-        self, cid: str, created: int, model: str, reason: str, text: str | None, with_usage: bool
-    ) -> bytes:
+    def finish_chunk(self, cid: str, created: int, model: str, reason: str, text: str | None, with_usage: bool,
+                     index: int = 0) -> bytes:
         payload: dict[str, Any] = {**self._head(cid, created, model),
-                                   "choices": [{"index": 0, "delta": {"content": text or ""}, "logprobs": None,
+                                   "choices": [{"index": index, "delta": {"content": text or ""}, "logprobs": None,
                                                 "finish_reason": reason, "stop_reason": None, "token_ids": None}]}
         if not with_usage:
             payload["system_fingerprint"] = self.fingerprint
@@ -174,7 +174,7 @@ class VLLMDialect:
                 "permission": [_permission("modelperm-" + secrets.token_hex(8), now, search_indices=False)]}
 
     def completion(self, cid: str, created: int, model: str, text: str, reason: str,
-                   usage: dict[str, int]) -> dict[str, Any]:
+                   usage: dict[str, int], n: int = 1) -> dict[str, Any]:
         return {
             "id": cid, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None,

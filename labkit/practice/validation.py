@@ -2,7 +2,11 @@
 
 Each failure is a :class:`Problem` that the dialect turns into its own error shape. FastChat's
 checks and codes are followed (40001 validation, 40301 model, 40302 range, 40303 context); where
-FastChat answers bad input with a 500 (an unknown role) the practice server answers 400.
+FastChat answers bad input with a 500 (an unknown role) the practice server answers 400. Types are
+checked first, then the model, then the ranges in FastChat's ``check_requests`` order (top_k 0 is
+40302); ``stream`` and ``stop`` are read as pydantic reads them (``"yes"`` is true, a number is text).
+FastChat answers an empty conversation and one ending with the assistant; vLLM's dialect refuses them,
+and allows n=1 only. The practice server streams at most ``MAX_CHOICES`` choices (FastChat: no limit).
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ class ChatRequest:
     max_tokens: int
     prompt: Prompt
     prompt_tokens: int
+    #: How many answers to stream, one after another (FastChat's ``n``; vLLM's dialect allows 1).
+    n: int = 1
+    #: Strings that end the answer before them (``finish_reason`` "stop").
+    stop: tuple[str, ...] = ()
 
 
 # A lone UTF-16 surrogate can only come from a \\uD8xx…\\uDFxx escape or from UTF-8 bytes ED A0–BF (json.loads
@@ -85,8 +93,8 @@ def _surrogate_problem(body: Any, dialect: str) -> Problem | None:
     return None
 
 
-def _number(body: dict[str, Any], name: str, lo: float, hi: float | None, dialect: str,
-            integer: bool = False) -> float | None:
+def _number(body: dict[str, Any], name: str, integer: bool = False) -> float | None:
+    """The field's value when it has the right type (checked before anything else, as pydantic does)."""
     value = body.get(name)
     if value is None:
         return None
@@ -96,6 +104,14 @@ def _number(body: dict[str, Any], name: str, lo: float, hi: float | None, dialec
         raise Problem(400, f"'{name}' must be {kind}, got {value!r}", param=name)
     if integer and not (isinstance(value, int) or float(value).is_integer()):
         raise Problem(400, f"'{name}' must be an integer, got {value!r}", param=name)
+    return int(value) if integer else value
+
+
+def _in_range(value: float | None, name: str, lo: float, hi: float | None, dialect: str,
+              integer: bool = False) -> None:
+    """FastChat's check_requests wording (vLLM's where the dialect is vLLM) for a value out of range."""
+    if value is None:
+        return
     shown = str(int(value)) if integer else repr(float(value))  # FastChat (pydantic) shows floats as 3.0
     if dialect == "vllm" and value < lo:
         raise Problem(400, f"{name} must be at least {lo:g}, got {shown}. (parameter={name}, value={shown})",
@@ -107,7 +123,41 @@ def _number(body: dict[str, Any], name: str, lo: float, hi: float | None, dialec
         raise Problem(400, f"{shown} is less than the minimum of {lo:g} - '{name}'", 40302, param=name)
     if hi is not None and value > hi:
         raise Problem(400, f"{shown} is greater than the maximum of {hi:g} - '{name}'", 40302, param=name)
-    return value
+
+
+#: What pydantic reads as true or false for a boolean field (both real servers validate with pydantic).
+_TRUE = {"1", "on", "t", "true", "y", "yes"}
+_FALSE = {"0", "off", "f", "false", "n", "no"}
+
+
+def _stream_flag(value: Any) -> bool:
+    """``stream`` as pydantic reads it: ``"yes"``, ``1`` and ``"true"`` mean true; null means false."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise Problem(400, f"'stream' must be true or false, got {value!r}", param="stream")
+
+
+def _stop_strings(value: Any, dialect: str) -> tuple[str, ...]:
+    """``stop`` as a tuple of strings (FastChat's pydantic 1 also takes numbers, as their text)."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    stops: list[str] = []
+    for item in items:
+        if dialect == "fastchat" and isinstance(item, (int, float)) and not isinstance(item, bool):
+            item = str(item)
+        if not isinstance(item, str):
+            raise Problem(400, f"'stop' must be a string or a list of strings, got {value!r}", param="stop")
+        stops.append(item)
+    return tuple(s for s in stops if s)
+
+
+#: The practice server streams at most this many choices (FastChat itself sets no limit).
+MAX_CHOICES = 16
 
 
 def _content_parts(content: Any, where: str) -> tuple[list[str], list[str]]:
@@ -142,7 +192,7 @@ def _content_parts(content: Any, where: str) -> tuple[list[str], list[str]]:
 
 
 def _messages(messages: Any, config: PracticeConfig) -> tuple[list[tuple[str, list[str]]], list[str]]:
-    if not isinstance(messages, list) or not messages:
+    if not isinstance(messages, list) or (not messages and config.dialect == "vllm"):
         raise Problem(400, "'messages' must be a non-empty list of {'role': …, 'content': …} objects", param="messages")
     texts_by_role: list[tuple[str, list[str]]] = []
     urls: list[str] = []
@@ -161,7 +211,8 @@ def _messages(messages: Any, config: PracticeConfig) -> tuple[list[tuple[str, li
                           param="messages")
         texts_by_role.append((role, texts))
         urls += found
-    if texts_by_role[-1][0] == "assistant":
+    # FastChat answers an empty conversation, or one ending with the assistant, as any other.
+    if config.dialect == "vllm" and texts_by_role[-1][0] == "assistant":
         raise Problem(400, "The last message is from the assistant: end with a user message to get an answer",
                       param="messages")
     if len(urls) > config.max_images:
@@ -194,24 +245,15 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
     if missing:
         raise Problem(400, f"The request has no {' or '.join(repr(m) for m in missing)} field: every chat request "
                            "needs 'model' and 'messages'", param=missing[0])
-    model = body["model"]
-    if model != config.model:
-        if config.dialect == "vllm":
-            raise Problem(404, f"The model `{model}` does not exist. Valid aliases: {config.model}.", 40301,
-                          "NotFoundError", "model")
-        raise Problem(400, f"Only {config.model} allowed now, your model {model}", 40301, param="model")
-
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise Problem(400, f"'stream' must be true or false, got {stream!r}", param="stream")
-    if not stream and not config.allow_non_stream:
-        raise Problem(400, "This backend only answers streaming calls: pass stream=True to "
-                           "client.chat.completions.create(...) and read the chunks", param="stream")
-
-    max_tokens = _number(body, "max_tokens", 1, None, config.dialect, integer=True)
-    temperature = _number(body, "temperature", 0, 2, config.dialect)
-    top_p = _number(body, "top_p", 0, 1, config.dialect)
-    _number(body, "n", 1, 1, config.dialect, integer=True)
+    # Types first (pydantic validates the whole body before the server looks at it), then the model,
+    # then the ranges in FastChat's check_requests order.
+    stream = _stream_flag(body.get("stream", False))
+    max_tokens = _number(body, "max_tokens", integer=True)
+    n = _number(body, "n", integer=True)
+    temperature = _number(body, "temperature")
+    top_p = _number(body, "top_p")
+    top_k = _number(body, "top_k", integer=True)
+    stop = _stop_strings(body.get("stop"), config.dialect)
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or abs(seed) >= 2**63):
         raise Problem(400, f"'seed' must be an integer, got {seed!r}", param="seed")
@@ -220,6 +262,32 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
         raise Problem(400, "'stream_options' must be an object such as {'include_usage': true}", param="stream_options")
     include_usage = bool(options and options.get("include_usage"))
 
+    model = body["model"]
+    if model != config.model:
+        if config.dialect == "vllm":
+            raise Problem(404, f"The model `{model}` does not exist. Valid aliases: {config.model}.", 40301,
+                          "NotFoundError", "model")
+        raise Problem(400, f"Only {config.model} allowed now, your model {model}", 40301, param="model")
+
+    if not stream and not config.allow_non_stream:
+        raise Problem(400, "This backend only answers streaming calls: pass stream=True to "
+                           "client.chat.completions.create(...) and read the chunks", param="stream")
+
+    if config.dialect == "vllm":
+        _in_range(max_tokens, "max_tokens", 1, None, "vllm", integer=True)
+        _in_range(temperature, "temperature", 0, 2, "vllm")
+        _in_range(top_p, "top_p", 0, 1, "vllm")
+        _in_range(n, "n", 1, 1, "vllm", integer=True)
+    else:
+        _in_range(max_tokens, "max_tokens", 1, None, "fastchat", integer=True)
+        _in_range(n, "n", 1, None, "fastchat", integer=True)
+        _in_range(temperature, "temperature", 0, 2, "fastchat")
+        _in_range(top_p, "top_p", 0, 1, "fastchat")
+        if top_k is not None and -1 < top_k < 1:
+            raise Problem(400, f"{top_k} is out of Range. Either set top_k to -1 or >=1.", 40302, param="top_k")
+        if n is not None and n > MAX_CHOICES:
+            raise Problem(400, f"n is {n}: the practice server streams at most {MAX_CHOICES} choices; ask for "
+                               "fewer", 40302, param="n")
     texts_by_role, urls = _messages(body["messages"], config)
     facts: list[ImageFacts] = []
     digests: list[str] = []
@@ -274,4 +342,6 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
                       temperature=float(DEFAULT_TEMPERATURE[config.dialect] if temperature is None else temperature),
                       top_p=float(top_p if top_p is not None else 1.0), seeded=seed is not None),
         prompt_tokens=prompt_tokens,
+        n=int(n) if n is not None else 1,
+        stop=stop,
     )

@@ -214,7 +214,8 @@ def test_lesson_06_playground_and_lessons_render_in_chromium(lab: Lab) -> None:
             expect(status).to_contain_text("streaming")
             page.wait_for_timeout(600)
             pg.locator("button", has_text="Stop").click()
-            expect(status).to_contain_text("stopped", timeout=5_000)
+            # the kernel handles the click between the worker thread's renders: generous on a loaded 2-core machine
+            expect(status).to_contain_text("stopped", timeout=15_000)
             kept = answer.inner_text()
             page.wait_for_timeout(800)
             assert answer.inner_text() == kept, "text kept arriving after Stop"
@@ -242,11 +243,10 @@ def test_lesson_06_playground_and_lessons_render_in_chromium(lab: Lab) -> None:
                 page.evaluate(open_js, nb.name)
             for nb in lessons:
                 cells = len(json.loads(nb.read_text(encoding="utf-8"))["cells"])
-                page.evaluate(open_js, nb.name)  # brings its tab to the front
+                page.evaluate(open_js, nb.name)  # brings its tab to the front (the switch takes a moment)
                 panel = page.locator(".jp-NotebookPanel:visible")
+                expect(panel.locator(".jp-MarkdownCell h1").first).to_contain_text(nb.stem[:2], timeout=30_000)
                 expect(panel.locator(".jp-Notebook .jp-Cell")).to_have_count(cells, timeout=30_000)
-                expect(panel.locator(".jp-MarkdownCell h1").first).to_be_visible()
-                assert nb.stem[:2] in (panel.locator(".jp-MarkdownCell h1").first.inner_text() or "")
                 _no_errors(page, nb.name)
                 page.screenshot(path=str(ARTIFACTS / f"{nb.stem}.png"))
             timings["lessons 00-05"] = time.monotonic() - started

@@ -250,35 +250,70 @@ def test_context_overflow_message(front_url: str, practice_fastchat_url: str) ->
     assert (practice[0], practice[1], count.sub("", practice[2])) == (front[0], front[1], count.sub("", front[2]))
 
 
-# ---------------------------------------------------------------- known disagreements (outside the framing)
-
-# The practice server's FastChat dialect disagrees with the real front here. The cause is in
-# labkit/practice/validation.py or app.py (request checks, context budget, stop strings), not in the
-# bytes dialects.py writes, so it is left to that module's owner; each test states what FastChat does.
-# strict: when the practice server is fixed, the XPASS fails and the mark must go.
-_VALIDATION = "practice server, labkit/practice/validation.py: "
+# ---------------------------------------------------------------- sampling options FastChat checks or passes on
 
 
-@pytest.mark.xfail(strict=True, reason=_VALIDATION + "top_k is not range-checked; FastChat answers 40302 "
-                   "'0 is out of Range. Either set top_k to -1 or >=1.'")
-def test_known_top_k_out_of_range(front_url: str, practice_fastchat_url: str) -> None:
-    front, practice = _both(front_url, practice_fastchat_url, _body({"role": "user", "content": "Hi"}, top_k=0))
-    assert front[0] == 400 and practice == front
-
-
-@pytest.mark.xfail(strict=True, reason="practice server, labkit/practice/app.py: 'stop' strings are ignored; "
-                   "FastChat passes them to the worker, which ends the answer before the stop string")
-def test_known_stop_strings(front_url: str, practice_fastchat_url: str) -> None:
-    body = _body({"role": "user", "content": "Hello"}, stop=["simulated"])
+@pytest.mark.parametrize("top_k", [0, -5, 1], ids=["0 is out of range", "-5 passes", "1 passes"])
+def test_top_k_is_checked_as_fastchat_does(front_url: str, practice_fastchat_url: str, top_k: int) -> None:
+    body = _body({"role": "user", "content": "Hi"}, top_k=top_k, max_tokens=3)
     front, practice = _both(front_url, practice_fastchat_url, body)
-    assert "simulated" not in front[2]
+    if top_k == 0:
+        assert front[0] == 400 and "top_k to -1 or >=1" in front[2]
+        assert practice == front
+    else:
+        _assert_same_stream(front, practice)
+
+
+STOPS = {
+    "a list": ["simulated"],
+    "a string": "simulated",
+    "two, the earlier wins": ["practice", "This"],
+    "inside the leaked prefix": ["tant"],
+    "a number (pydantic 1 reads it as text)": [5],
+    "never met": ["zzz-not-there"],
+}
+
+
+@pytest.mark.parametrize("stop", list(STOPS.values()), ids=list(STOPS))
+def test_stop_strings_end_the_answer_as_on_the_real_front(front_url: str, practice_fastchat_url: str,
+                                                          stop: Any) -> None:
+    body = _body({"role": "user", "content": "Hello"}, stop=stop)
+    front, practice = _both(front_url, practice_fastchat_url, body)
+    assert front[0] == 200
+    if stop == ["simulated"]:
+        assert "simulated" not in front[2] and '"finish_reason": "stop"' in front[2]
     _assert_same_stream(front, practice)
 
 
-@pytest.mark.xfail(strict=True, reason=_VALIDATION + "n > 1 is refused with 40302; FastChat streams the n "
-                   "choices one after another (index 0, then 1), then their finish chunks")
-def test_known_n_greater_than_one(front_url: str, practice_fastchat_url: str) -> None:
-    body = _body(_user("What size is this image?", IMAGE), n=2, max_tokens=2)
+@pytest.mark.parametrize("n,max_tokens", [(2, 2), (3, 4)])
+def test_n_choices_stream_one_after_another(front_url: str, practice_fastchat_url: str, n: int,
+                                            max_tokens: int) -> None:
+    body = _body(_user("What size is this image?", IMAGE), n=n, max_tokens=max_tokens)
     front, practice = _both(front_url, practice_fastchat_url, body)
-    assert front[0] == 200 and '"index": 1' in front[2]
+    assert front[0] == 200 and f'"index": {n - 1}' in front[2]
     _assert_same_stream(front, practice)
+
+
+ACCEPTED = {
+    "stream \"yes\"": {"model": MODEL, "messages": [{"role": "user", "content": "Hello"}], "stream": "yes",
+                        "temperature": 0, "max_tokens": 3},
+    "stream 1": {"model": MODEL, "messages": [{"role": "user", "content": "Hello"}], "stream": 1,
+                 "temperature": 0, "max_tokens": 3},
+    "empty messages": _body(max_tokens=3),
+    "last message from the assistant": _body({"role": "user", "content": "Hello"},
+                                             {"role": "assistant", "content": "Hi"}, max_tokens=3),
+}
+
+
+@pytest.mark.parametrize("body", list(ACCEPTED.values()), ids=list(ACCEPTED))
+def test_bodies_the_real_front_accepts(front_url: str, practice_fastchat_url: str, body: dict[str, Any]) -> None:
+    front, practice = _both(front_url, practice_fastchat_url, body)
+    assert front[0] == 200
+    _assert_same_stream(front, practice)
+
+
+def test_stream_that_is_no_boolean_is_refused_on_both(front_url: str, practice_fastchat_url: str) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hello"}], "stream": "maybe"}
+    front, practice = _both(front_url, practice_fastchat_url, body)
+    assert (practice[0], practice[1]) == (front[0], front[1]) == (400, "application/json")
+    assert json.loads(practice[2])["code"] == json.loads(front[2])["code"] == 40001
