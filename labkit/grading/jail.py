@@ -194,15 +194,45 @@ def _expose(paths: list[str]) -> None:
             os.close(handle)
 
 
+_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _needed_in(paths: list[str], folders: tuple[str, ...]) -> list[str]:
+    """The outermost of ``paths`` (resolved) that lie inside one of ``folders``.
+
+    Example:
+        >>> _needed_in(["/tmp/course", "/tmp/course/.venv", "/usr/lib/python3"], ("/tmp", "/var/tmp"))
+        ['/tmp/course']
+    """
+    inside = sorted({os.path.realpath(p) for p in paths
+                     if any(os.path.realpath(p).startswith(f + os.sep) for f in folders)})
+    outermost: list[str] = []
+    for path in inside:
+        if not any(path == kept or path.startswith(kept + os.sep) for kept in outermost):
+            outermost.append(path)
+    return outermost
+
+
 def _enter(config: JailConfig, level: str) -> str:
     """Prepare the namespaces (``level`` "root" or "userns"); return the working folder."""
     source = os.open(config.workdir, os.O_RDONLY | os.O_DIRECTORY)
     _mount("none", "/", None, _MS_REC | _MS_PRIVATE)
     if level == "root" and config.uid is not None:
         _expose(config.expose)
-    for target in ("/tmp", "/var/tmp", "/dev/shm"):
+    # what the child needs (the venv, labkit) may itself live in a scratch folder, e.g. a checkout
+    # under /tmp: keep a handle on it, and bind it back into the fresh folder before hiding anything
+    kept = {path: os.open(path, os.O_PATH) for path in _needed_in(config.expose, _SCRATCH) if os.path.exists(path)}
+    for target in _SCRATCH:
         if os.path.isdir(target):
             _mount("tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=512m,mode=1777")
+    for path, handle in kept.items():
+        if stat.S_ISDIR(os.fstat(handle).st_mode):
+            os.makedirs(path, mode=0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            open(path, "wb").close()
+        _mount(f"/proc/self/fd/{handle}", path, None, _MS_BIND | _MS_REC)
+        os.close(handle)
     for target in config.hide_dirs:
         if os.path.isdir(target):
             _mount("tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=0555")
