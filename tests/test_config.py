@@ -165,7 +165,7 @@ def test_debug_logs_never_show_the_key(caplog: pytest.LogCaptureFixture) -> None
     with serve_in_thread(fast=True, api_keys=(secret,)) as base:
         labkit.configure(base_url=base, api_key=secret)
         assert labkit.chat("Hi", display=False, max_tokens=3).text
-        labkit.configure(api_key="sk-wrong-secret-9876543210")
+        labkit.configure(api_key="wrong-9876543210")
         with pytest.raises(labkit.AuthError):
             labkit.chat("Hi", display=False)
     logged = caplog.text
