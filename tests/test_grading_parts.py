@@ -82,3 +82,27 @@ def test_masters_are_otter_masters_in_chinese_with_public_and_hidden_tests(name:
     for s in sources:
         if "failure_message" in s:
             assert re.search(r"[\u4e00-\u9fff]", s.split("failure_message", 1)[1])  # hints in Chinese
+
+
+def test_links_are_never_graded_as_submissions(tmp_path) -> None:
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "bob.ipynb").write_text("{}")
+    (subs / "mallory.ipynb").symlink_to(master_path("multimodal-request"))  # the master: full marks if followed
+    (subs / "eve.ipynb").symlink_to("bob.ipynb")                            # another student's work
+    (subs / "zed").mkdir()
+    (subs / "zed" / "lab.ipynb").symlink_to("/dev/zero")                    # a reader that never ends
+    (subs / "dan").symlink_to(subs / "bob.ipynb")
+    found = {s.student: s for s in find_submissions(subs)}
+    assert found["bob"].path == subs / "bob.ipynb"
+    for student in ("mallory", "eve", "dan"):
+        assert found[student].path is None and "symbolic link" in found[student].problem
+    assert "zed" not in found or found["zed"].path is None
+
+
+def test_feedback_files_of_different_students_never_collide() -> None:
+    from labkit.grading.grade import _feedback_name
+
+    names = [_feedback_name(s) for s in ("a b", "a_b", "a+b", "_x_", "x", "..", "student")]
+    assert len(set(names)) == len(names), names
+    assert _feedback_name("s001") == "s001.md"

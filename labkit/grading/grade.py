@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -29,6 +30,7 @@ import secrets
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -77,13 +79,19 @@ def find_submissions(folder: str | os.PathLike[str]) -> list[Submission]:
         raise GradingError(_("No submissions folder at '{path}': give the folder holding <student>.ipynb files "
                              "or <student>/ folders.").format(path=str(folder)))
     found: dict[str, Submission] = {}
+    top = root.resolve()
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):
             continue
-        if entry.is_file() and entry.suffix == ".ipynb":
+        if entry.is_symlink():  # a link could name the master notebook, another student's work or /dev/zero
+            found[entry.stem if entry.suffix == ".ipynb" else entry.name] = Submission(
+                entry.stem if entry.suffix == ".ipynb" else entry.name, None,
+                _("a symbolic link, not a submitted file: submit the notebook itself"))
+        elif entry.is_file() and entry.suffix == ".ipynb":
             found[entry.stem] = Submission(entry.stem, entry)
         elif entry.is_dir():
-            notebooks = sorted(p for p in entry.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+            notebooks = sorted(p for p in entry.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
+                               and not _linked(p, top))
             if len(notebooks) == 1:
                 found[entry.name] = Submission(entry.name, notebooks[0])
             elif notebooks:
@@ -162,9 +170,34 @@ def _child_env() -> dict[str, str]:
     return env  # nothing of this machine's LABKIT_*/OPENAI_* settings: grading never uses the real backend
 
 
+_MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
+
+
+def _linked(path: Path, top: Path) -> bool:
+    """Whether ``path`` is, or goes through, a symbolic link, or leads outside ``top``."""
+    current = path
+    while current.resolve() != top and current.parent != current:
+        if current.is_symlink():
+            return True
+        current = current.parent
+    return top not in path.resolve().parents
+
+
+def _read_bytes(path: Path) -> bytes:
+    """A submitted file's bytes: a regular file (never a link or a device), at most 50 MB."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(0, _("not a regular file"))
+        if info.st_size > _MAX_NOTEBOOK_BYTES:
+            raise OSError(0, _("larger than 50 MB"))
+        return f.read(_MAX_NOTEBOOK_BYTES + 1)
+
+
 def _read_notebook(path: Path) -> tuple[dict[str, Any] | None, str]:
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        data = json.loads(_read_bytes(path).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return None, _("not a notebook: broken JSON ({error})").format(error=str(exc)[:120])
     except OSError as exc:
@@ -419,7 +452,17 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _feedback_name(student: str) -> str:
-    return (_SAFE_ID.sub("_", student).strip("._") or "student") + ".md"
+    """A file name for a student's feedback; ids that had to be changed get a short hash of their own, so
+    two students can never share a feedback file.
+
+    Example:
+        >>> _feedback_name("s001"), _feedback_name("a b") != _feedback_name("a_b")
+        ('s001.md', True)
+    """
+    safe = _SAFE_ID.sub("_", student).strip("._") or "student"
+    if safe != student:
+        safe += "-" + hashlib.sha1(student.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return safe + ".md"
 
 
 def _row(outcome: Outcome, questions: dict[str, float]) -> dict[str, Any]:
