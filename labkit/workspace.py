@@ -25,7 +25,7 @@ from pathlib import Path
 from .errors import ConfigError
 from .i18n import _, ngettext
 
-__all__ = ["SKIPPED_NAMES", "SyncReport", "sync"]
+__all__ = ["MARKER", "SKIPPED_NAMES", "SyncReport", "sync"]
 
 #: Names never copied into a workspace: caches, checkpoints and what running the lessons writes.
 SKIPPED_NAMES = frozenset({"__pycache__", ".ipynb_checkpoints", "outputs", "conftest.py"})
@@ -75,10 +75,12 @@ def _refuse(dest: Path, why: str) -> ConfigError:
                          "e.g. 'work'.").format(dest=dest, why=why))
 
 
+#: The file that marks a folder as a workspace this function made (hidden: never copied, never shown).
+MARKER = ".labkit-workspace"
+
+
 def _check_destination(src: Path, dest: Path) -> None:
     """Raise :class:`ConfigError` for a destination that could hold anything but a workspace."""
-    if not str(dest).strip():
-        raise _refuse(dest, _("the path is empty"))
     real, real_src = dest.resolve(), src.resolve()
     if real == Path(real.anchor):
         raise _refuse(dest, _("it is the root of the file system"))
@@ -92,6 +94,8 @@ def _check_destination(src: Path, dest: Path) -> None:
         raise _refuse(dest, _("it is a git repository"))
     if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
         raise _refuse(dest, _("it exists and is not a folder"))
+    if dest.is_dir() and not (dest / MARKER).exists() and any(not n.startswith(".") for n in os.listdir(dest)):
+        raise _refuse(dest, _("it already holds files of its own and is not a workspace labkit made"))
 
 
 def _files(src: Path) -> list[Path]:
@@ -121,12 +125,16 @@ def sync(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> SyncRepor
         ...
         labkit.ConfigError: ...
     """
-    src_path, dest_path = Path(src), Path(dest)
+    if not os.fspath(dest).strip():
+        raise _refuse(Path(os.fspath(dest)), _("the path is empty"))
+    src_path, dest_path = Path(src), Path(os.path.expanduser(os.fspath(dest)))
     _check_destination(src_path, dest_path)
     if not src_path.is_dir():
         raise ConfigError(_("No lessons folder at {src}: run this from the course's folder, or name the "
                             "folder with --from.").format(src=src_path))
     created = not dest_path.exists()
+    dest_path.mkdir(parents=True, exist_ok=True)
+    (dest_path / MARKER).touch()
     added: list[str] = []
     kept: list[str] = []
     for path in _files(src_path):

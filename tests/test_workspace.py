@@ -9,7 +9,7 @@ from support import ROOT
 
 import labkit
 from labkit.cli import main
-from labkit.workspace import sync
+from labkit.workspace import MARKER, sync
 
 
 def lessons(tmp_path: Path) -> Path:
@@ -58,6 +58,7 @@ def test_edits_survive_and_new_lessons_are_added(tmp_path: Path) -> None:
 def test_a_student_file_in_the_way_is_kept(tmp_path: Path) -> None:
     src, work = lessons(tmp_path), tmp_path / "work"
     work.mkdir()
+    (work / MARKER).touch()  # a workspace made earlier, where the student changed things
     (work / "images").write_text("I renamed my folder to a file")
     (work / "01-first.ipynb").mkdir()
     report = sync(src, work)
@@ -94,9 +95,33 @@ def test_the_command_on_the_real_lessons(tmp_path: Path, capsys: pytest.CaptureF
     expected = sorted(p.relative_to(ROOT / "notebooks").as_posix() for p in (ROOT / "notebooks").rglob("*")
                       if p.is_file() and not p.name.startswith(".")
                       and not {".ipynb_checkpoints", "outputs", "__pycache__"} & set(p.parts))
-    copied = sorted(p.relative_to(tmp_path / "work").as_posix() for p in (tmp_path / "work").rglob("*") if p.is_file())
+    copied = sorted(p.relative_to(tmp_path / "work").as_posix() for p in (tmp_path / "work").rglob("*")
+                    if p.is_file() and p.name != MARKER)
     assert copied == expected and "01-first-request.ipynb" in copied and "images/chelsea.jpg" in copied
     assert "created with" in first and "+ 01-first-request.ipynb" in first
     assert main(args) == 0 and "nothing new" in capsys.readouterr().out
     assert main(["workspace", "/"]) == 2
     assert "Refusing to use / as a workspace" in capsys.readouterr().err
+
+
+def test_an_empty_name_a_tilde_and_a_folder_of_other_files_are_refused(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "lessons"
+    src.mkdir()
+    (src / "00-a.ipynb").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(labkit.ConfigError, match="the path is empty"):
+        sync(src, "")
+    with pytest.raises(labkit.ConfigError, match="the path is empty"):
+        sync(src, "   ")
+    package = tmp_path / "package"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    with pytest.raises(labkit.ConfigError, match="not a workspace labkit made"):
+        sync(src, package)
+    assert sorted(p.name for p in package.iterdir()) == ["__init__.py"], "nothing was copied into it"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    report = sync(src, "~/work")
+    assert report.dest == tmp_path / "home" / "work" and (tmp_path / "home" / "work" / MARKER).exists()
+    assert not (tmp_path / "~").exists()
+    assert sync(src, "~/work").kept == ("00-a.ipynb",)  # its own workspace: used again
