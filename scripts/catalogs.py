@@ -6,7 +6,8 @@
 The English messages in the code are the msgids; ``labkit/locale/<lang>/LC_MESSAGES/labkit.po`` holds
 the translations and ``labkit.mo`` the compiled form that labkit loads at run time (committed, so an
 installed kit needs no Babel). Translations waiting to be merged may sit in
-``labkit/locale/<lang>/parts/*.po``; ``update`` folds them in and removes the parts it merged.
+``labkit/locale/<lang>/parts/*.po``; ``update`` folds them in and removes a part once every message in
+it is in the catalog (a part whose messages are not in the code yet, e.g. from an unmerged branch, stays).
 """
 
 from __future__ import annotations
@@ -75,10 +76,13 @@ def update() -> int:
         catalog = _read(po_path, lang)
         parts = sorted((LOCALE / lang / "parts").glob("*.po"))
         waiting = {}  # translations from the parts, by message id
+        ids_of: dict[Path, set[str]] = {}
         for part in parts:
+            ids_of[part] = set()
             for message in _read(part, lang):
                 if message.id and all(_strings(message)):
                     waiting[_ids(message)[0]] = message.string
+                    ids_of[part].add(_ids(message)[0])
         catalog.update(template, no_fuzzy_matching=True)
         for message in catalog:
             if message.id and not all(_strings(message)) and _ids(message)[0] in waiting:
@@ -89,8 +93,13 @@ def update() -> int:
             write_po(f, catalog, width=100, sort_output=True, omit_header=False)
         with po_path.with_suffix(".mo").open("wb") as f:
             write_mo(f, catalog)
-        for part in parts:
-            part.unlink()
+        in_code = {_ids(m)[0] for m in template if m.id}
+        for part in parts:  # a part goes once all of it is in the catalog; messages not (yet) in the code stay
+            left = sorted(ids_of[part] - in_code)
+            if left:
+                print(f"kept {part.relative_to(ROOT)}: {len(left)} message(s) not in the code yet, e.g. {left[0]!r}")
+            else:
+                part.unlink()
         print(f"{po_path.relative_to(ROOT)}: {len(catalog)} messages")
     return check()
 
