@@ -42,6 +42,7 @@ from .errors import (
     RateLimited,
     RequestRejected,
     StreamError,
+    UsageError,
 )
 from .i18n import _
 from .images import describe_image, encode_image
@@ -106,6 +107,16 @@ class _Picked:
         return {"name": self.name, "original_size": list(self.original), "original_bytes": self.original_bytes,
                 "sent_size": list(self.sent), "sent_bytes": self.sent_bytes, "image_tokens": self.tokens,
                 "sha256": self.sha256}
+
+
+def _is_playground_save(path: Path) -> bool:
+    """Whether ``path`` holds what :meth:`Playground.save` writes (so saving again may replace it)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f.read(8 * 1024 * 1024).splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return False
+    return all(isinstance(r, dict) and {"turn", "question", "answer"} <= r.keys() for r in rows)  # empty: nothing lost
 
 
 def _error_title(exc: BaseException) -> str:
@@ -181,6 +192,7 @@ class Playground:
         self._lock = threading.RLock()
         self._current: Turn | None = None
         self._worker: threading.Thread | None = None
+        self._saved: set[Path] = set()  # files this playground wrote: only these may be written again
         self._notice = ""
 
         full = w.Layout(width="100%")
@@ -631,15 +643,36 @@ class Playground:
             PosixPath('report.jsonl')
         """
         target = Path(path)
-        lines = [json.dumps(r, ensure_ascii=False) for r in self.records()]
+        records = self.records()
+        if target.suffix != ".jsonl":
+            raise UsageError(_("{path} does not end in .jsonl: save the conversation as e.g. "
+                               "'playground.jsonl', never over a notebook or another file.").format(path=target))
+        if not records and target.exists() and target.stat().st_size:
+            raise UsageError(_("There is nothing to save yet: ask a question first ({path} keeps what it "
+                               "holds).").format(path=target))
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        # a file this playground (or an earlier one) wrote is brought up to date; any other file is never replaced
+        ours = target.resolve() in self._saved or _is_playground_save(target)
+        with open(target, "w" if ours else "x", encoding="utf-8") as f:
+            f.write(lines)
+        self._saved.add(target.resolve())
         return target
 
     def _on_save(self) -> None:
         name = self.save_name.value.strip() or "playground.jsonl"
+        if not self.records():
+            self._set_status(html.escape(_("There is nothing to save yet: ask a question first.")), kind="error")
+            return
         try:
             target = self.save(name)
+        except FileExistsError:
+            self._set_status(html.escape(_("{path} already exists and was not written by this playground: choose "
+                                           "another file name.").format(path=name)), kind="error")
+            return
+        except UsageError as exc:
+            self._set_status(html.escape(str(exc)), kind="error")
+            return
         except OSError as exc:
             self._set_status(html.escape(_("Could not save to {path} ({problem}): choose another file name or "
                                            "folder.").format(path=name, problem=exc.strerror or exc)), kind="error")

@@ -270,10 +270,27 @@ def test_save_writes_jsonl_that_decodes_to_the_conversation(fastchat_url: str, t
     assert first["image"]["sent_size"] == list(sent_image(pg).size)
     assert second["image"] is None and "请描述颜色" in lines[1]  # Chinese kept readable (UTF-8)
     assert "base64" not in "".join(lines)
-    # a folder where the file should go: a message, not a traceback
-    pg.save_name.value = str(tmp_path)
+    pg.save_button.click()  # its own file is brought up to date
+    assert "Saved 2 turn(s)" in pg.status_text
+    # never over a notebook, another file, or with nothing: a message, not a traceback, and nothing written
+    notebook = tmp_path / "01-first-request.ipynb"
+    notebook.write_text("{}")
+    pg.save_name.value = str(notebook)
     pg.save_button.click()
-    assert "Could not save" in pg.status_text
+    assert "does not end in .jsonl" in pg.status_text and notebook.read_text() == "{}"
+    other = tmp_path / "someone-else.jsonl"
+    other.write_text("kept\n")
+    pg.save_name.value = str(other)
+    pg.save_button.click()
+    assert "already exists" in pg.status_text and other.read_text() == "kept\n"
+    fresh = make(fastchat_url)
+    fresh.save_name.value = str(tmp_path / "empty.jsonl")
+    fresh.save_button.click()
+    assert "nothing to save" in fresh.status_text and not (tmp_path / "empty.jsonl").exists()
+    fresh.ask("Again?").wait()  # a later playground (a re-run notebook) may replace an earlier one's save
+    fresh.save_name.value = str(tmp_path / "report" / "lab.jsonl")
+    fresh.save_button.click()
+    assert "Saved 1 turn(s)" in fresh.status_text
 
 
 def test_saved_image_is_what_was_sent(fastchat_url: str) -> None:
