@@ -25,6 +25,15 @@ run_all() {
         echo "[test-hub] installing jupyterhub 6, nbgitpuller, oauthenticator, playwright into $(dirname "$(dirname "$DEV_PY")")"
         "$DEV_PY" -m pip install --quiet 'jupyterhub>=6,<7' 'nbgitpuller>=1.2' 'oauthenticator>=17' 'playwright>=1.40' 'pyyaml>=6'
     fi
+    if [[ ! -x "$LABKIT_CHP" ]] && ! command -v npm >/dev/null; then
+        if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+            echo "[test-hub] installing Debian's nodejs and npm (for configurable-http-proxy)"
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+        else
+            echo "[test-hub] ERROR: npm is missing: 'sudo apt-get install nodejs npm' (or set LABKIT_CHP)" >&2
+            exit 1
+        fi
+    fi
     if [[ ! -x "$LABKIT_CHP" ]]; then
         echo "[test-hub] installing configurable-http-proxy 5 into .hub/"
         mkdir -p .hub
