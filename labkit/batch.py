@@ -295,9 +295,9 @@ def run_batch(
     if duplicates:
         raise UsageError(_("Item ids must be unique; repeated: {ids}. Give each item its own id.").format(
             ids=", ".join(_readable(d) for d in duplicates[:5])))
-    if concurrency < 1:
-        raise UsageError(_("concurrency={n} must be at least 1 (8–16 suits the course backend).").format(
-            n=concurrency))
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise UsageError(_("concurrency={n} must be a whole number, at least 1 (8–16 suits the course "
+                           "backend).").format(n=repr(concurrency)))
     path = Path(out)
     settings = settings or load_settings()
     client = backend.client(settings)

@@ -284,13 +284,17 @@ class Conversation:
 
         Images may be given positionally or as ``image=`` (as with :func:`labkit.chat`).
         ``chat_options`` go to :func:`labkit.chat` (``max_tokens``, ``temperature``, ``display`` …);
-        ``max_tokens`` is capped at what is left of the context.
+        ``max_tokens`` is capped at what is left of the context. An answer stopped early (Ctrl-C, the
+        stop button) is kept in the history as far as it arrived, as the playground keeps it; a failed
+        question leaves the history as it was.
 
         Example:
             >>> conv = Conversation()
             >>> reply = conv.ask("What is in this picture?", "photo.jpg", display=False)  # doctest: +SKIP
         """
         __tracebackhide__ = True
+        if isinstance(text, str) and not text.strip() and not images and image is None:
+            raise UsageError(_("The question is empty: ask something, e.g. conv.ask('What colour is it?')."))
         asked = chat_options.pop("max_tokens", None)
         before = [(m, m.get("content")) for m in self.messages]
         self.add_user(text, *images, *([image] if image is not None else []))

@@ -148,6 +148,9 @@ class Reply:
 def _as_messages(prompt: str | list[Message], image: ImageSource | None) -> list[Message]:
     __tracebackhide__ = True
     if isinstance(prompt, str):
+        if not prompt.strip() and image is None:
+            raise UsageError(_("The question is empty: ask something, e.g. chat('Describe the image', "
+                               "image=path)."))
         return [user(prompt, image)]
     if isinstance(prompt, list) and all(isinstance(m, dict) for m in prompt):
         if image is not None:

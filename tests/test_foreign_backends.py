@@ -330,3 +330,12 @@ def test_a_batch_under_a_long_rate_limit_fails_fast_and_says_how_long(tmp_path) 
     assert result.failed == 4 and time.monotonic() - started < 3
     record = load_results(tmp_path / "a.jsonl")["0"]
     assert record["error_type"] == "RateLimited" and "asks to wait 60 s" in record["error"]
+
+
+def test_a_blank_question_is_refused_before_anything_is_sent() -> None:
+    with pytest.raises(labkit.UsageError, match="The question is empty"):
+        labkit.chat("   \n", display=False)
+    with pytest.raises(labkit.UsageError, match="The question is empty"):
+        labkit.Conversation().ask("  ", display=False)
+    with pytest.raises(labkit.UsageError, match="whole number"):
+        labkit.run_batch([labkit.BatchItem(id="a", question="Hi")], "unused.jsonl", concurrency="4")  # type: ignore[arg-type]
