@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -23,11 +24,22 @@ def free_port() -> int:
 
 
 @contextmanager
-def practice_process(*args: str) -> Iterator[str]:
-    """`labkit practice ARGS` in a separate process (one server process); yields its base URL."""
+def practice_server(*args: str, nofile: int | None = None,
+                    log: list[str] | None = None) -> Iterator[tuple[str, int]]:
+    """`labkit practice ARGS` in a separate process (one server process); yields (base URL, pid).
+
+    ``nofile`` starts it under that open-file limit (`ulimit -n`); with ``log`` its stderr is kept and
+    appended there once it has stopped.
+    """
     port = free_port()
+
+    def limit() -> None:
+        if nofile:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    stderr = subprocess.PIPE if log is not None else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, "-m", "labkit", "practice", "--port", str(port), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=stderr, preexec_fn=limit, cwd=ROOT)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -38,10 +50,23 @@ def practice_process(*args: str) -> Iterator[str]:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("the practice server did not start") from None
                 time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/v1"
+        yield f"http://127.0.0.1:{port}/v1", proc.pid
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        if log is not None:
+            log.append((err or b"").decode(errors="replace"))
+
+
+@contextmanager
+def practice_process(*args: str) -> Iterator[str]:
+    """`labkit practice ARGS` in a separate process (one server process); yields its base URL."""
+    with practice_server(*args) as (url, _pid):
+        yield url
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -22,7 +22,6 @@ import os
 import random
 import resource
 import socket
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -32,47 +31,19 @@ from contextlib import contextmanager
 import httpx
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import practice_server  # noqa: E402
+
 MODEL = "llava-v1.6-34b"
 MB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+SERVER_LOG: list[str] = []  # what the practice servers wrote to stderr, for the refusals they logged
 
 
 @contextmanager
 def practice(*args: str, nofile: int | None = None) -> Iterator[tuple[str, int]]:
     """`labkit practice --fast ARGS` in its own process; yields (base URL, pid)."""
-    port = free_port()
-
-    def limit() -> None:
-        if nofile:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
-    proc = subprocess.Popen([sys.executable, "-m", "labkit", "practice", "--fast", "--port", str(port), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=limit, cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the practice server did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/v1", proc.pid
-    finally:
-        proc.terminate()
-        try:
-            _, err = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-        practice.log = err.decode(errors="replace")  # type: ignore[attr-defined]
+    with practice_server("--fast", *args, nofile=nofile, log=SERVER_LOG) as running:
+        yield running
 
 
 def rss_mb(pid: int, field: str) -> float:
@@ -319,8 +290,7 @@ def main() -> None:
         served, took, still = slow_then_normal(base, 1100)
         print(f"    {'1,100 slow under ulimit -n 1024: served':<50}{str(served):>10} in {took:.2f} s   "
               "True (reset, unlogged)")
-    log = getattr(practice, "log", "")
-    logged = [line for line in log.splitlines() if "connections open" in line]
+    logged = [line for line in SERVER_LOG[-1].splitlines() if "connections open" in line]
     print(f"    {'  refusals/evictions logged':<50}{len(logged):>10}   >= 1 (0)")
     if logged:
         print(f"      e.g. {logged[0].strip()[:150]}")
