@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 from pathlib import Path
+from types import ModuleType
 
 from PIL import Image
 
@@ -24,3 +26,12 @@ def decode_data_url(url: str) -> Image.Image:
     header, payload = url.split(",", 1)
     assert header.startswith("data:image/") and header.endswith(";base64")
     return Image.open(io.BytesIO(base64.b64decode(payload)))
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py`` (the scripts are not a package) as a fresh module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-from support import ROOT
+from support import load_script
 
 import labkit
 from labkit.i18n import language, translations
-
-
-def _catalogs() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("catalogs", ROOT / "scripts" / "catalogs.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _has_chinese(text: str) -> bool:
@@ -29,14 +19,14 @@ def _has_chinese(text: str) -> bool:
 
 
 def test_every_message_has_a_chinese_translation_that_keeps_its_placeholders() -> None:
-    problems = _catalogs().problems()
+    problems = load_script("catalogs").problems()
     assert problems == [], "\n".join(problems[:40])
 
 
 def test_the_catalog_check_catches_a_dropped_placeholder_and_a_missing_translation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    catalogs = _catalogs()
+    catalogs = load_script("catalogs")
     package = tmp_path / "labkit"
     package.mkdir()
     (package / "mod.py").write_text(

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-from support import ROOT
+from support import load_script
 
 PLUGIN = "@jupyterlab/translation-extension:plugin"
-
-
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lab_language", ROOT / "scripts" / "lab_language.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _overrides(prefix: Path) -> dict:
@@ -37,11 +27,11 @@ def test_a_chinese_locale_opens_jupyterlab_in_chinese_and_keeps_other_overrides(
     for name in ("LABKIT_LANG", "LC_ALL", "LC_MESSAGES"):  # the locale decides (conftest sets LABKIT_LANG=en)
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LANG", "zh_CN.UTF-8")
-    assert _script().main() == 0
+    assert load_script("lab_language").main() == 0
     assert _overrides(tmp_path) == {"other:plugin": {"x": 1}, PLUGIN: {"locale": "zh_CN"}}
 
     monkeypatch.setenv("LABKIT_LANG", "en")
-    assert _script().main() == 0
+    assert load_script("lab_language").main() == 0
     assert _overrides(tmp_path)[PLUGIN] == {"locale": "en"}
 
 
@@ -51,5 +41,5 @@ def test_a_damaged_overrides_file_is_left_alone(tmp_path: Path, monkeypatch: pyt
     (settings / "overrides.json").write_text("{not json", encoding="utf-8")
     monkeypatch.setattr(sys, "prefix", str(tmp_path))
     monkeypatch.setenv("LABKIT_LANG", "zh")
-    assert _script().main() == 0
+    assert load_script("lab_language").main() == 0
     assert (settings / "overrides.json").read_text(encoding="utf-8") == "{not json"
