@@ -127,25 +127,19 @@ def serve_in_thread(config: PracticeConfig | None = None, *, host: str = "127.0.
         yield server.base_url
 
 
-_embedded: PracticeServer | None = None
-_embedded_lock = threading.Lock()
-
-
 def start_embedded_server() -> str:
-    """Start the process-wide embedded practice server (once) and return its base URL.
+    """Start a practice server configured from the ``LABKIT_PRACTICE_*`` environment
+    (``LABKIT_PRACTICE_FAST=1`` removes the realistic pacing) on a free loopback port, serving in a
+    daemon thread for the rest of the process, and return its base URL.
 
-    This is what ``labkit.client()`` calls when no backend is configured. Settings come from the
-    ``LABKIT_PRACTICE_*`` environment (``LABKIT_PRACTICE_FAST=1`` removes the realistic pacing).
+    This is what ``labkit.client()`` calls when no backend is configured; the client side makes
+    sure that happens once per process (``labkit.backend.embedded_base_url``).
 
     Example:
-        >>> start_embedded_server() == start_embedded_server()
+        >>> start_embedded_server().startswith("http://127.0.0.1:")
         True
     """
-    global _embedded
-    with _embedded_lock:
-        if _embedded is None:
-            _embedded = PracticeServer(PracticeConfig.from_env()).start()
-        return _embedded.base_url
+    return PracticeServer(PracticeConfig.from_env()).start().base_url
 
 
 def run_forever(config: PracticeConfig, host: str = "127.0.0.1", port: int = 8008) -> None:
