@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 import labkit
-from labkit.modelview import anyres_plan
+from labkit.playground.modelview import anyres_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
