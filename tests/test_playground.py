@@ -441,6 +441,31 @@ def test_save_writes_only_regular_files(fastchat_url: str, tmp_path: Path, monke
         pg.save("bad\x00name.jsonl")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty-2.jsonl", "empty.jsonl", "folder.jsonl",
                                                             "link.jsonl", "pipe.jsonl", "playground.jsonl"]
+    # a device named *.jsonl (where this user may make one: /dev/null's numbers)
+    try:
+        os.mknod(tmp_path / "device.jsonl", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except (PermissionError, AttributeError, OSError):
+        return
+    pg.save_name.value = "device.jsonl"
+    _click_within(pg.save_button)
+    assert "device.jsonl is not a regular file but a device" in pg.status_text
+    with pytest.raises(labkit.OutputError, match="a device"):
+        pg.save("device.jsonl", replace=True)
+
+
+def test_any_failure_while_saving_is_a_message_in_the_widget(fastchat_url: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    pg = make(fastchat_url)
+    pg.ask("Anything?").wait()
+
+    def broken(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("something nobody foresaw")
+
+    monkeypatch.setattr(pg.session, "save", broken)
+    pg.save_button.click()  # no exception out of the handler
+    assert "Could not save to playground.jsonl" in pg.status_text and "something nobody foresaw" in pg.status_text
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write into a read-only folder")

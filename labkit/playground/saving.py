@@ -59,7 +59,7 @@ def _inside(target: Path, folder: Path) -> Path:
     root = folder.resolve()
     full = Path(os.path.normpath(root / target))
     where = full.parent.resolve()
-    if not (where == root or where.is_relative_to(root)) or not full.is_relative_to(root):
+    if not where.is_relative_to(root):  # the folder written into, links followed (what is returned below)
         raise UsageError(_("{path} is outside the working folder {folder}: the Save button saves only inside it. "
                            "Type a name inside it, e.g. 'outputs/playground.jsonl', or save elsewhere in code with "
                            "pg.save(path).").format(path=target, folder=root))
