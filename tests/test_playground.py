@@ -572,7 +572,7 @@ def test_upload_count_says_whether_the_uploaded_file_is_in_use(fastchat_url: str
     assert pg.upload.value == () and "coffee.jpg" in pg.image_info.value and "broken.png" in pg.status_text
 
 
-def test_the_session_works_alone_without_ipywidgets(fastchat_url: str, tmp_path: Path) -> None:
+def test_the_session_works_alone_without_ipywidgets(paced_url: str, tmp_path: Path) -> None:
     """The session imports no ipywidgets: a script with ipywidgets blocked drives a whole conversation."""
     script = textwrap.dedent(f"""
         import sys
@@ -588,7 +588,7 @@ def test_the_session_works_alone_without_ipywidgets(fastchat_url: str, tmp_path:
         from labkit.playground.session import Session
 
         events = []
-        s = Session(settings=Settings(base_url={fastchat_url!r}), listener=lambda e, t: events.append(e))
+        s = Session(settings=Settings(base_url={paced_url!r}), listener=lambda e, t: events.append(e))
         picked = s.choose_image({str(IMAGES / "rocket.jpg")!r})
         turn = s.ask("What colours are in this image?")
         try:

@@ -21,6 +21,7 @@ import html
 import io
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -418,8 +419,6 @@ class Playground:
         return " · ".join(parts)
 
     def _render_live(self, turn: Turn) -> None:
-        import time
-
         self._render_transcript()
         now = time.perf_counter()
         ttft = None if turn.first is None else turn.first - turn.t0
