@@ -7,7 +7,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import re
 import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -18,7 +25,7 @@ from PIL import Image
 from support import IMAGES, decode_data_url
 
 import labkit
-from labkit.modelview import anyres_plan, render_model_view
+from labkit.playground.modelview import anyres_plan, render_model_view
 from labkit.practice import serve_in_thread
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -233,12 +240,38 @@ def test_backend_error_event_is_shown_as_it_came(fastchat_url: str) -> None:
 def test_empty_question_and_busy_send_only_say_what_to_do(paced_url: str) -> None:
     pg = make(paced_url)
     pg.send_button.click()
-    assert "Type a question" in pg.status_text and pg.turns == []
+    assert "question is empty" in pg.status_text and pg.turns == []
+    with pytest.raises(labkit.UsageError, match="question is empty"):
+        pg.ask("   ")
     pg.ask("Tell me about 500 words of practice")
-    pg.ask("A second question while busy")
+    # Shift+Enter while it streams: a message, and the question stays in the box to send later
+    pg._shift_enter._handle_custom_msg({"event": "submit", "value": "A second question while busy"}, [])
     assert "still streaming" in pg.status_text and len(pg.turns) == 1
+    assert pg.question.value == "A second question while busy"
     pg.stop()
     assert pg.turns[-1].outcome == "stopped"
+
+
+def test_ask_while_an_answer_streams_raises_and_never_answers_with_the_previous_turn(paced_url: str) -> None:
+    pg = make(paced_url)
+    pg.ask("Describe the image in about 300 words")
+    first = pg.turns[-1]
+    with pytest.raises(labkit.UsageError) as raised:
+        pg.ask("What colours are in this image?").wait()  # the trap: .wait() handed back the first answer
+    message = str(raised.value)
+    assert "still streaming" in message and "What colours are in this image?" in message and "not sent" in message
+    assert "still streaming" in pg.status_text
+    assert pg.turns == [first] and first.outcome == "streaming"  # nothing dropped, nothing half-started
+    pg.wait()
+    assert first.outcome in ("stop", "length") and not pg.busy
+    pg.ask("What colours are in this image?").wait()  # once it has ended, the question goes through
+    assert len(pg.turns) == 2 and pg.turns[-1].question == "What colours are in this image?"
+    assert pg.turns[-1].outcome in ("stop", "length") and pg.turns[-1].answer != first.answer
+    # a wait that runs out says so rather than hand back an unfinished answer
+    pg.ask("Describe the image in about 2000 words")
+    with pytest.raises(labkit.UsageError, match="still streaming after 0.01 s"):
+        pg.wait(0.01)
+    pg.stop()
 
 
 def test_shift_enter_message_sends_the_question(fastchat_url: str) -> None:
@@ -249,15 +282,17 @@ def test_shift_enter_message_sends_the_question(fastchat_url: str) -> None:
     assert pg.turns[-1].question == "Hello from the keyboard" and pg.turns[-1].outcome == "stop"
 
 
-def test_save_writes_jsonl_that_decodes_to_the_conversation(fastchat_url: str, tmp_path: Path) -> None:
+def test_save_writes_jsonl_that_decodes_to_the_conversation(fastchat_url: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the notebook's folder: the Save button saves inside it
     pg = make(fastchat_url)
     pg.choose_image(IMAGES / "camera.png")
     pg.temperature.value = 0.7
     pg.ask("What kind of image is this?").wait()
     pg.ask("请描述颜色").wait()
-    pg.save_name.value = str(tmp_path / "report" / "lab.jsonl")
+    pg.save_name.value = "report/lab.jsonl"
     pg.save_button.click()
-    assert "Saved 2 turn(s)" in pg.status_text
+    assert "Saved 2 turn(s) to report/lab.jsonl" in pg.status_text
     lines = (tmp_path / "report" / "lab.jsonl").read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["turn"] for r in records] == [1, 2]
@@ -266,31 +301,208 @@ def test_save_writes_jsonl_that_decodes_to_the_conversation(fastchat_url: str, t
     assert first["temperature"] == 0.7 and first["max_tokens"] == 512 and first["outcome"] == "stop"
     assert first["model"] == "llava-v1.6-34b" and first["base_url"] == fastchat_url
     assert first["ttft"] is not None and first["tokens"] > 5
+    assert first["conversation"] == second["conversation"] == pg.session.conversation_id
     assert first["image"]["sha256"] == hashlib.sha256((IMAGES / "camera.png").read_bytes()).hexdigest()
     assert first["image"]["sent_size"] == list(sent_image(pg).size)
     assert second["image"] is None and "请描述颜色" in lines[1]  # Chinese kept readable (UTF-8)
     assert "base64" not in "".join(lines)
+    pg.ask("And the shapes?").wait()
     pg.save_button.click()  # its own file is brought up to date
-    assert "Saved 2 turn(s)" in pg.status_text
-    # never over a notebook, another file, or with nothing: a message, not a traceback, and nothing written
+    assert "Saved 3 turn(s) to report/lab.jsonl" in pg.status_text
+    assert len((tmp_path / "report" / "lab.jsonl").read_text(encoding="utf-8").splitlines()) == 3
+    # never over a notebook, another file, or with nothing: a message, not a traceback, and nothing lost
     notebook = tmp_path / "01-first-request.ipynb"
     notebook.write_text("{}")
-    pg.save_name.value = str(notebook)
+    pg.save_name.value = notebook.name
     pg.save_button.click()
     assert "does not end in .jsonl" in pg.status_text and notebook.read_text() == "{}"
     other = tmp_path / "someone-else.jsonl"
     other.write_text("kept\n")
-    pg.save_name.value = str(other)
+    pg.save_name.value = other.name
     pg.save_button.click()
-    assert "already exists" in pg.status_text and other.read_text() == "kept\n"
+    assert "someone-else.jsonl already holds something else" in pg.status_text and other.read_text() == "kept\n"
+    assert "Saved 3 turn(s) to someone-else-2.jsonl" in pg.status_text and pg.save_name.value == "someone-else-2.jsonl"
     fresh = make(fastchat_url)
-    fresh.save_name.value = str(tmp_path / "empty.jsonl")
+    fresh.save_name.value = "empty.jsonl"
     fresh.save_button.click()
     assert "nothing to save" in fresh.status_text and not (tmp_path / "empty.jsonl").exists()
-    fresh.ask("Again?").wait()  # a later playground (a re-run notebook) may replace an earlier one's save
-    fresh.save_name.value = str(tmp_path / "report" / "lab.jsonl")
+    with pytest.raises(labkit.UsageError, match="nothing to save"):
+        fresh.save("empty.jsonl")
+    fresh.ask("Again?").wait()  # a later playground (a re-run notebook) keeps the earlier one's save
+    fresh.save_name.value = "report/lab.jsonl"
     fresh.save_button.click()
-    assert "Saved 1 turn(s)" in fresh.status_text
+    assert "Saved 1 turn(s) to report/lab-2.jsonl" in fresh.status_text
+    assert len((tmp_path / "report" / "lab.jsonl").read_text(encoding="utf-8").splitlines()) == 3
+
+
+def _conversation_in(path: Path) -> list[str]:
+    return [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_save_after_clear_never_replaces_the_earlier_conversation(fastchat_url: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    pg = make(fastchat_url)
+    pg.ask("First conversation?").wait()
+    pg.save_button.click()
+    assert "Saved 1 turn(s) to playground.jsonl" in pg.status_text
+    pg.clear_button.click()
+    pg.ask("Second conversation?").wait()
+    pg.save_button.click()  # the trap: this replaced the first conversation's file
+    status = pg.status_text
+    assert "playground.jsonl already holds something else" in status and "new file" in status
+    assert "Saved 1 turn(s) to playground-2.jsonl" in status and pg.save_name.value == "playground-2.jsonl"
+    assert _conversation_in(tmp_path / "playground.jsonl") == ["First conversation?"]
+    assert _conversation_in(tmp_path / "playground-2.jsonl") == ["Second conversation?"]
+    pg.ask("Still the second?").wait()
+    pg.save_button.click()  # the new file is this conversation's: brought up to date, no third file
+    assert "Saved 2 turn(s) to playground-2.jsonl" in pg.status_text and not (tmp_path / "playground-3.jsonl").exists()
+    assert _conversation_in(tmp_path / "playground-2.jsonl") == ["Second conversation?", "Still the second?"]
+    # in code: the earlier conversation's file is kept and the error says how to replace it
+    with pytest.raises(labkit.UsageError, match="already holds something else.*replace=True"):
+        pg.save("playground.jsonl")
+    assert _conversation_in(tmp_path / "playground.jsonl") == ["First conversation?"]
+    assert pg.save("playground.jsonl", replace=True) == Path("playground.jsonl")
+    assert _conversation_in(tmp_path / "playground.jsonl") == ["Second conversation?", "Still the second?"]
+    assert not list(tmp_path.glob(".*.tmp"))  # the temporary file of the replacement is gone
+
+
+def test_save_button_saves_only_inside_the_working_folder(fastchat_url: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    work, outside = tmp_path / "work", tmp_path / "outside"
+    work.mkdir()
+    outside.mkdir()
+    (work / "link").symlink_to(outside)
+    monkeypatch.chdir(work)
+    pg = make(fastchat_url)
+    pg.ask("Where does this go?").wait()
+    for name in ("../escape.jsonl", str(outside / "abs.jsonl"), "link/through.jsonl", "link/new/deep.jsonl"):
+        pg.save_name.value = name
+        pg.save_button.click()
+        assert "outside the working folder" in pg.status_text and "pg.save(path)" in pg.status_text, name
+    assert list(outside.rglob("*")) == [] and not (tmp_path / "escape.jsonl").exists()
+    pg.save_name.value = str(work / "outputs" / "inside.jsonl")  # an absolute path inside is fine; folders made
+    pg.save_button.click()
+    assert "Saved 1 turn(s) to outputs/inside.jsonl" in pg.status_text
+    assert _conversation_in(work / "outputs" / "inside.jsonl") == ["Where does this go?"]
+    # a path given in code may be anywhere
+    assert pg.save(outside / "code.jsonl") == outside / "code.jsonl"
+    assert _conversation_in(outside / "code.jsonl") == ["Where does this go?"]
+
+
+def _click_within(button, seconds: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Click in a thread: a FIFO opened for writing would block the kernel; the test must not hang with it."""
+    done = threading.Thread(target=button.click, daemon=True)
+    done.start()
+    done.join(seconds)
+    assert not done.is_alive(), "the Save button blocked"
+
+
+def test_save_writes_only_regular_files(fastchat_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    pg = make(fastchat_url)
+    pg.ask("Anything?").wait()
+    pg.save_button.click()
+    ours = tmp_path / "playground.jsonl"
+    kept = ours.read_text(encoding="utf-8")
+    # a symbolic link, even to this conversation's own file, is never followed
+    (tmp_path / "link.jsonl").symlink_to(ours)
+    pg.save_name.value = "link.jsonl"
+    pg.save_button.click()
+    assert "link.jsonl is a symbolic link" in pg.status_text and (tmp_path / "link.jsonl").is_symlink()
+    with pytest.raises(labkit.OutputError, match="symbolic link"):
+        pg.save("link.jsonl", replace=True)
+    assert ours.read_text(encoding="utf-8") == kept
+    # a FIFO named *.jsonl: a message at once, never a hung kernel
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    pg.save_name.value = "pipe.jsonl"
+    _click_within(pg.save_button)
+    assert "pipe.jsonl is not a regular file but a named pipe (FIFO)" in pg.status_text
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe.jsonl").st_mode)
+    # a folder named *.jsonl
+    (tmp_path / "folder.jsonl").mkdir()
+    pg.save_name.value = "folder.jsonl"
+    pg.save_button.click()
+    assert "folder.jsonl is not a regular file but a folder" in pg.status_text
+    # an empty .jsonl it did not write is never replaced: the button picks a new name, code refuses
+    (tmp_path / "empty.jsonl").touch()
+    pg.save_name.value = "empty.jsonl"
+    pg.save_button.click()
+    assert "Saved 1 turn(s) to empty-2.jsonl" in pg.status_text and (tmp_path / "empty.jsonl").read_bytes() == b""
+    with pytest.raises(labkit.UsageError, match="empty file"):
+        pg.save(tmp_path / "empty.jsonl")
+    assert (tmp_path / "empty.jsonl").read_bytes() == b""
+    # a NUL or another control character in the name: a message, not an exception out of the handler
+    for name in ("bad\x00name.jsonl", "two\nlines.jsonl"):
+        pg.save_name.value = name
+        pg.save_button.click()
+        assert "control character" in pg.status_text and "labkit-error" in pg.status.value
+    with pytest.raises(labkit.UsageError, match="control character"):
+        pg.save("bad\x00name.jsonl")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty-2.jsonl", "empty.jsonl", "folder.jsonl",
+                                                            "link.jsonl", "pipe.jsonl", "playground.jsonl"]
+    # a device named *.jsonl (where this user may make one: /dev/null's numbers)
+    try:
+        os.mknod(tmp_path / "device.jsonl", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except (PermissionError, AttributeError, OSError):
+        return
+    pg.save_name.value = "device.jsonl"
+    _click_within(pg.save_button)
+    assert "device.jsonl is not a regular file but a device" in pg.status_text
+    with pytest.raises(labkit.OutputError, match="a device"):
+        pg.save("device.jsonl", replace=True)
+
+
+def test_any_failure_while_saving_is_a_message_in_the_widget(fastchat_url: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    pg = make(fastchat_url)
+    pg.ask("Anything?").wait()
+
+    def broken(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("something nobody foresaw")
+
+    monkeypatch.setattr(pg.session, "save", broken)
+    pg.save_button.click()  # no exception out of the handler
+    assert "Could not save to playground.jsonl" in pg.status_text and "something nobody foresaw" in pg.status_text
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write into a read-only folder")
+def test_save_into_a_read_only_folder_is_a_message(fastchat_url: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        pg = make(fastchat_url)
+        pg.ask("Anything?").wait()
+        pg.save_name.value = "locked/report.jsonl"
+        pg.save_button.click()
+        assert "Could not save to" in pg.status_text and "choose another" in pg.status_text
+    finally:
+        locked.chmod(0o700)
+
+
+def test_save_failures_speak_chinese(fastchat_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LABKIT_LANG", "zh")
+    pg = make(fastchat_url)
+    pg.ask("Anything?").wait()
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    shown = {}
+    for name in ("pipe.jsonl", "../out.jsonl", "bad\x00.jsonl", "notes.txt"):
+        pg.save_name.value = name
+        _click_within(pg.save_button)
+        shown[name] = pg.status_text
+    (tmp_path / "first.jsonl").touch()
+    pg.save_name.value = "first.jsonl"
+    pg.save_button.click()
+    shown["first.jsonl"] = pg.status_text
+    for name, text in shown.items():
+        assert re.search(r"[\u4e00-\u9fff]", text), (name, text)
+        assert not re.search(r"\b(the|is|not|file|saved?|to)\b", text.replace("pg.save(path)", "")), (name, text)
 
 
 def test_saved_image_is_what_was_sent(fastchat_url: str) -> None:
@@ -315,9 +527,13 @@ def test_embedded_practice_server_and_configured_backend(monkeypatch: pytest.Mon
     pg.ask("Hello again").wait()
     assert pg.turns[-1].base_url == fastchat_url and "turn 2" in pg.turns[-1].answer
     monkeypatch.setenv("LABKIT_BASE_URL", "not-a-url")
-    pg.ask("And now?").wait()
+    with pytest.raises(labkit.ConfigError, match="not an http"):
+        pg.ask("And now?").wait()  # raised: never the previous turn as this question's answer
     assert "not an http(s) URL" in pg.status_text and not pg.busy and not pg.send_button.disabled
-    assert len(pg.turns) == 2 and pg.question.value == "And now?"
+    assert len(pg.turns) == 2
+    pg.question.value = "And now?"
+    pg.send_button.click()  # the button: the same message in the widget, no traceback
+    assert "not an http(s) URL" in pg.status_text and len(pg.turns) == 2 and pg.question.value == "And now?"
 
 
 def test_stop_answers_at_once_when_the_backend_goes_quiet(fastchat_url: str) -> None:
@@ -333,11 +549,71 @@ def test_stop_answers_at_once_when_the_backend_goes_quiet(fastchat_url: str) -> 
     assert pg.turns[-1].outcome == "stop" and "turn 2" in pg.turns[-1].answer
 
 
-def test_upload_is_forgotten_after_use_and_can_be_repeated(fastchat_url: str) -> None:
+def test_upload_count_says_whether_the_uploaded_file_is_in_use(fastchat_url: str) -> None:
     pg = make(fastchat_url)
-    pg.sample.value = str(IMAGES / "rocket.jpg")
     data = (IMAGES / "camera.png").read_bytes()
-    for _ in range(2):
-        pg.upload.value = ({"name": "camera.png", "type": "image/png", "size": len(data),
-                            "content": memoryview(data), "last_modified": NOW},)
-        assert pg.upload.value == () and pg.sample.value == "" and "camera.png" in pg.image_info.value
+    upload = ({"name": "camera.png", "type": "image/png", "size": len(data), "content": memoryview(data),
+               "last_modified": NOW},)
+    pg.sample.value = str(IMAGES / "rocket.jpg")
+    pg.upload.value = upload
+    # the button reads "Upload image (N)" with N = len(value): (1) while the uploaded photo is the one in use
+    assert len(pg.upload.value) == 1 and pg.sample.value == "" and "camera.png" in pg.image_info.value
+    pg.ask("What is this?").wait()
+    assert len(pg.upload.value) == 1 and pg.turns[-1].image["name"] == "camera.png"
+    pg.sample.value = str(IMAGES / "rocket.jpg")  # another image: the upload is no longer in use
+    assert pg.upload.value == () and "rocket.jpg" in pg.image_info.value
+    pg.upload.value = upload  # the same file again is taken again
+    assert len(pg.upload.value) == 1 and "camera.png" in pg.image_info.value
+    pg.choose_image(IMAGES / "coffee.jpg")  # in code, likewise
+    assert pg.upload.value == () and "coffee.jpg" in pg.image_info.value
+    broken = data[:200]
+    pg.upload.value = ({"name": "broken.png", "type": "image/png", "size": len(broken),
+                        "content": memoryview(broken), "last_modified": NOW},)
+    assert pg.upload.value == () and "coffee.jpg" in pg.image_info.value and "broken.png" in pg.status_text
+
+
+def test_the_session_works_alone_without_ipywidgets(paced_url: str, tmp_path: Path) -> None:
+    """The session imports no ipywidgets: a script with ipywidgets blocked drives a whole conversation."""
+    script = textwrap.dedent(f"""
+        import sys
+
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("ipywidgets", "anywidget", "IPython"):
+                    raise ImportError(f"{{name}} is blocked in this test")
+
+        sys.meta_path.insert(0, Block())
+        from labkit.config import Settings
+        from labkit.errors import UsageError
+        from labkit.playground.session import Session
+
+        events = []
+        s = Session(settings=Settings(base_url={paced_url!r}), listener=lambda e, t: events.append(e))
+        picked = s.choose_image({str(IMAGES / "rocket.jpg")!r})
+        turn = s.ask("What colours are in this image?")
+        try:
+            s.ask("A second question while it streams")
+        except UsageError as exc:
+            print("REFUSED:", exc)
+        assert s.wait(30) is turn and turn.outcome == "stop", turn
+        print("ANSWER:", turn.answer)
+        print("SENT:", "%dx%d" % picked.sent, "IMAGE:", turn.image["name"])
+        s.ask("And how bright is it?")
+        s.wait(30)
+        print("ROLES:", [m["role"] for m in s.messages], "EVENTS:", events.count("finished"))
+        print("SAVED:", s.save({str(tmp_path / "alone.jsonl")!r}))
+        s.clear()
+        print("CLEARED:", s.turns, s.messages)
+        print("LOADED:", sorted(m for m in sys.modules if m.split(".")[0] in ("ipywidgets", "anywidget")))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABKIT_", "OPENAI_"))}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env,
+                         cwd=tmp_path, check=False)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "REFUSED:" in text and "still streaming" in text and "not sent" in text
+    sent = re.search(r"SENT: (\d+)x(\d+) IMAGE: rocket.jpg", text)
+    assert sent and f"{sent[1]}×{sent[2]}" in text.split("ANSWER:", 1)[1].split("\n", 1)[0]
+    assert "ROLES: ['user', 'assistant', 'user', 'assistant'] EVENTS: 2" in text
+    assert "CLEARED: [] []" in text and "LOADED: []" in text
+    assert _conversation_in(tmp_path / "alone.jsonl") == ["What colours are in this image?", "And how bright is it?"]

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 import labkit
-from labkit.modelview import anyres_plan
+from labkit.playground.modelview import anyres_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -190,6 +190,7 @@ def test_lesson_06_playground_and_lessons_render_in_chromium(lab: Lab) -> None:
             expect(pg.locator(".widget-html", has_text=PHOTO.name).first).to_be_visible()
             expect(pg.locator(".widget-html", has_text="image tokens").first).to_be_visible()
             expect(pg.locator(".widget-html", has_text=f"{grid_width}×").first).to_be_visible()
+            expect(pg.locator(".widget-upload").first).to_contain_text("(1)")  # the photo in use, not "(0)"
 
             # ask with Shift+Enter and wait for the streamed answer that describes this photo
             box = pg.locator("textarea").first

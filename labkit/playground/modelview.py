@@ -17,8 +17,8 @@ from typing import NamedTuple
 
 from PIL import Image, ImageDraw, ImageOps
 
-from .errors import ImageError
-from .i18n import _
+from ..errors import ImageError
+from ..i18n import _
 
 __all__ = ["AnyresPlan", "TILE", "anyres_plan", "render_model_view", "model_view_png"]
 
