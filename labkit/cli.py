@@ -59,8 +59,11 @@ def _practice_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
                    help=_("serve the API under this path (repeatable; default /v1 and /api/v1)"))
     p.add_argument("--fast", action="store_true", default=None, help=_("no pacing delays (tests, CI)"))
     p.add_argument("--ttft", type=seconds, default=None,
-                   help=_("seconds to the first token (default 0.6 + 0.5 per image)"))
-    p.add_argument("--ttft-per-image", type=seconds, default=None, help=_("extra seconds per image (default 0.5)"))
+                   help=_("seconds to the first token before the prompt is read (default 0.15)"))
+    p.add_argument("--prefill-tokens-per-second", type=positive, default=None,
+                   help=_("how fast the prompt is read, images' tokens included: the time to the first token grows "
+                          "with the prompt (default 4000)"))
+    p.add_argument("--ttft-per-image", type=seconds, default=None, help=_("extra seconds per image (default 0)"))
     p.add_argument("--tokens-per-second", type=positive, default=None, help=_("generation speed (default 25)"))
     p.add_argument("--allow-non-stream", action="store_true", default=None, help=_("also answer stream=false"))
     p.add_argument("--no-leak", action="store_true", help=_("do not leak the 'assistant\\n' role prefix"))
@@ -69,7 +72,8 @@ def _practice_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.add_argument("--max-images", type=count, default=None, help=_("images per request (default 1)"))
     p.add_argument("--max-body-mb", type=positive, default=None, help=_("request size limit in MB (default 20)"))
     p.add_argument("--max-model-len", type=count, default=None,
-                   help=_("context length in tokens, images included as vLLM counts them (default 4096)"))
+                   help=_("context length in tokens (default 4096): the vllm dialect counts the images' tokens "
+                          "too, the fastchat dialect the text only, as the real servers do"))
     p.add_argument("--max-connections", type=count, default=None,
                    help=_("open connections at most (default 2048, fewer when `ulimit -n` is lower)"))
     p.add_argument("--no-fault-header", action="store_true",
@@ -97,6 +101,7 @@ def _run_practice(args: argparse.Namespace) -> int:
                          rate_limit=args.rate_limit)
     config = PracticeConfig.from_env(
         dialect=args.dialect, model=args.model, fast=args.fast, ttft=args.ttft, ttft_per_image=args.ttft_per_image,
+        prefill_tokens_per_second=args.prefill_tokens_per_second,
         tokens_per_second=args.tokens_per_second, allow_non_stream=args.allow_non_stream,
         leak_role_prefix=False if args.no_leak else None, api_keys=tuple(args.api_key) or None,
         max_images=args.max_images, base_paths=tuple(args.base_path) or None,
