@@ -147,7 +147,7 @@ def _workspace_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     w = sub.add_parser("workspace", help=_("make or update your own copy of the lessons (edits are kept)"),
                        description=_("Copy into DEST the lessons and images it lacks. Files already there are "
                                      "never overwritten and nothing is deleted."))
-    w.add_argument("dest", nargs="?", default="work", help=_("your copy (default: work)"))
+    w.add_argument("dest", nargs="?", default="work", metavar="DEST", help=_("your copy (default: work)"))
     w.add_argument("--from", dest="src", default="notebooks", metavar="SRC",
                    help=_("the course's lessons (default: notebooks)"))
 
@@ -224,12 +224,14 @@ def run_serve(argv: Sequence[str] | None, *, gpus: Iterable[GpuInfo] | None = No
         ...           out=lambda line: None)
         0
     """
+    from ._argparse_i18n import ArgumentParser, argparse_in_language
     from .errors import ServeError
     from .serve import check_gpus, plan_class, plan_cpu, plan_fit
 
     own, extra = _split_extra(sys.argv[2:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="labkit")
-    args = _serve_parser(parser.add_subparsers()).parse_args(own)
+    with argparse_in_language():
+        parser = ArgumentParser(prog="labkit")
+        args = _serve_parser(parser.add_subparsers()).parse_args(own)
     if args.students is not None and args.students < 1:
         print(_("labkit serve: --students must be at least 1."), file=sys.stderr)
         return 2
@@ -276,13 +278,14 @@ def _grading_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     a = sub.add_parser("assignment", help=_("list the graded assignments, or write one's student version"),
                        description=_("Write the student version of an assignment (no solutions, no hidden tests)."))
     a.add_argument("--list", action="store_true", help=_("print the assignments' names, one a line"))
-    a.add_argument("name", nargs="?", help=_("an assignment's name, or the path of an otter master notebook"))
-    a.add_argument("dest", nargs="?", help=_("the folder to write the student notebook into"))
+    a.add_argument("name", nargs="?", metavar="NAME",
+                   help=_("an assignment's name, or the path of an otter master notebook"))
+    a.add_argument("dest", nargs="?", metavar="DEST", help=_("the folder to write the student notebook into"))
     g = sub.add_parser("grade", help=_("grade a folder of submitted notebooks into a CSV gradebook"),
                        description=_("Grade SUBMISSIONS/<student>.ipynb (or SUBMISSIONS/<student>/*.ipynb), each in "
                                      "its own sandboxed process with its own practice server; re-running resumes."))
-    g.add_argument("name", help=_("an assignment's name, or the path of an otter master notebook"))
-    g.add_argument("submissions", help=_("the folder of submitted notebooks"))
+    g.add_argument("name", metavar="NAME", help=_("an assignment's name, or the path of an otter master notebook"))
+    g.add_argument("submissions", metavar="SUBMISSIONS", help=_("the folder of submitted notebooks"))
     g.add_argument("-o", "--output", default="grades.csv", help=_("the gradebook CSV (default grades.csv)"))
     g.add_argument("--feedback", default=None, help=_("folder for the feedback files (default <gradebook>-feedback)"))
     g.add_argument("--jobs", type=int, default=1, help=_("submissions graded at once (default 1)"))
@@ -323,28 +326,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     Example:
         >>> main(["--help"])  # doctest: +SKIP
     """
-    parser = argparse.ArgumentParser(prog="labkit", description="The multimodal-LLM lab kit.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    _practice_parser(sub)
-    sub.add_parser("doctor", help=_("check the configuration and the backend, and say what to fix"))
-    c = sub.add_parser("chat", help=_("ask one question from the terminal"))
-    c.add_argument("question")
-    c.add_argument("--image", help=_("path of an image to send"))
-    c.add_argument("--max-tokens", type=int, default=None, help=_("the longest answer, in tokens"))
-    _workspace_parser(sub)
-    _grading_parsers(sub)
-    _serve_parser(sub)
+    from ._argparse_i18n import ArgumentParser, argparse_in_language
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:  # its own runner: vLLM flags after `--` pass through untouched
         return run_serve(argv[1:])
-    args = parser.parse_args(argv)
+    with argparse_in_language():  # argparse's own words ("usage:", "options", its errors) in labkit's language
+        parser = ArgumentParser(prog="labkit", description=_("The multimodal-LLM lab kit."))
+        sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                    title=_("commands"))
+        _practice_parser(sub)
+        sub.add_parser("doctor", help=_("check the configuration and the backend, and say what to fix"),
+                       description=_("Check the configuration and the backend, and say what to fix."))
+        c = sub.add_parser("chat", help=_("ask one question from the terminal"),
+                           description=_("Ask one question from the terminal; the answer streams as it comes."))
+        c.add_argument("question", metavar="QUESTION", help=_("the question, in quotes"))
+        c.add_argument("--image", metavar="PATH", help=_("path of an image to send"))
+        c.add_argument("--max-tokens", type=int, default=None, metavar="N", help=_("the longest answer, in tokens"))
+        _workspace_parser(sub)
+        _grading_parsers(sub)
+        _serve_parser(sub)
+        args = parser.parse_args(argv)
     from .errors import LabkitError
 
     try:
         return {"practice": _run_practice, "doctor": _run_doctor, "chat": _run_chat,
                 "workspace": _run_workspace, "assignment": _run_assignment, "grade": _run_grade}[args.command](args)
     except (LabkitError, ValueError) as exc:  # ValueError: a bad LABKIT_PRACTICE_* value, named in the message
-        print(f"labkit: {exc}", file=sys.stderr)
+        print(_("labkit: {error}").format(error=exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

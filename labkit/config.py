@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .errors import ConfigError
-from .i18n import _
+from .i18n import N_, _
 
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_TIMEOUT",
     "UNCHANGED",
+    "UNSET_LABELS",
     "Secret",
     "Settings",
     "configure",
@@ -80,10 +81,10 @@ def mask_key(key: str | Secret | None) -> str:
     if isinstance(key, Secret):
         key = key.reveal()
     if not key:
-        return "(not set)"
+        return _("(not set)")
     if len(key) < 16:
-        return f"*** ({len(key)} chars)"
-    return f"…{key[-4:]} ({len(key)} chars)"
+        return _("*** ({n} chars)").format(n=len(key))
+    return _("…{tail} ({n} chars)").format(tail=key[-4:], n=len(key))
 
 
 class Secret:
@@ -223,11 +224,15 @@ class _Field:
 
 _FIELDS: dict[str, _Field] = {
     "base_url": _Field(("LABKIT_BASE_URL", "OPENAI_BASE_URL"), _check_base_url, None,
-                       "not set: embedded practice server"),
-    "api_key": _Field(("LABKIT_API_KEY", "OPENAI_API_KEY"), _check_key, None, "not set"),
-    "model": _Field(("LABKIT_MODEL",), _check_model, DEFAULT_MODEL, "default"),
-    "timeout": _Field(("LABKIT_TIMEOUT",), _check_timeout, DEFAULT_TIMEOUT, "default"),
+                       N_("not set: embedded practice server")),
+    "api_key": _Field(("LABKIT_API_KEY", "OPENAI_API_KEY"), _check_key, None, N_("not set")),
+    "model": _Field(("LABKIT_MODEL",), _check_model, DEFAULT_MODEL, N_("default")),
+    "timeout": _Field(("LABKIT_TIMEOUT",), _check_timeout, DEFAULT_TIMEOUT, N_("default")),
 }
+
+
+#: What ``Settings.sources`` says for a setting nothing set (English; ``_()`` shows it translated).
+UNSET_LABELS: Final = frozenset(f.unset for f in _FIELDS.values())
 
 
 def configure(

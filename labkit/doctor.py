@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from . import backend
-from .config import Settings, load_settings, mask_key
+from .config import UNSET_LABELS, Settings, load_settings, mask_key
 from .errors import BackendError, ConfigError, LabkitError, UnexpectedResponse
 from .failures import describe_body, translate_error
 from .i18n import _
@@ -35,7 +35,8 @@ class Check:
 
     def __str__(self) -> str:
         mark = "✓" if self.ok else "✗"
-        return f"{mark} {self.name}: {self.detail}" + (f"\n    → {self.fix}" if self.fix and not self.ok else "")
+        line = _("{name}: {detail}").format(name=self.name, detail=self.detail)
+        return f"{mark} {line}" + (f"\n    → {self.fix}" if self.fix and not self.ok else "")
 
 
 @dataclass
@@ -105,6 +106,8 @@ def doctor(settings: Settings | None = None, *, echo: Callable[[str], None] = pr
         add(Check(_("configuration"), False, str(exc), _("Fix or unset the variable named above.")))
         return report
     where = settings.sources.get("base_url", "")
+    if where in UNSET_LABELS:  # "not set: embedded practice server", in the language labkit speaks
+        where = _(where)
     try:
         base_url = backend.resolve_base_url(settings)
     except LabkitError as exc:
@@ -140,7 +143,7 @@ def doctor(settings: Settings | None = None, *, echo: Callable[[str], None] = pr
         add(_failed(_("streaming request"), exc))
         return report
     report.ttft = reply.ttft
-    ttft = f"{reply.ttft:.2f} s" if reply.ttft is not None else "n/a"
+    ttft = _("{seconds:.2f} s").format(seconds=reply.ttft) if reply.ttft is not None else _("n/a")
     add(Check(_("streaming request"), bool(reply.text),
               _("first token after {ttft}, {n} tokens in {seconds:.2f} s: {start!r}").format(
                   ttft=ttft, n=reply.completion_tokens, seconds=time.perf_counter() - started, start=reply.text[:60]),

@@ -43,7 +43,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..i18n import _
+from ..i18n import _, language
 from . import jail
 from .assignments import ASSIGNMENTS_DIR, GradingError, build, master_path
 from .feedback import failure_line, render
@@ -166,7 +166,7 @@ class GradeSummary:
 def _child_env() -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "PYTHONUNBUFFERED": "1",
-           "LABKIT_PRACTICE_FAST": "1", "MPLBACKEND": "Agg"}
+           "LABKIT_PRACTICE_FAST": "1", "MPLBACKEND": "Agg", "LABKIT_LANG": language()}
     return env  # nothing of this machine's LABKIT_*/OPENAI_* settings: grading never uses the real backend
 
 
