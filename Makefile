@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 ## JupyterLab on your own copy of the lessons, $(WORKSPACE)/ (made from notebooks/, new lessons added, your
 ## edits kept); its terminal finds `labkit` (the venv's bin is on PATH, and the terminal keeps that PATH); the
-## interface speaks Chinese where LABKIT_LANG or the locale asks for it (scripts/lab_language.py)
+## interface speaks Chinese unless LABKIT_LANG=en or the locale names another language (scripts/lab_language.py)
 lab: $(STAMP)
 	$(VENV)/bin/labkit workspace "$(WORKSPACE)" --from notebooks
 	$(PY) scripts/lab_language.py

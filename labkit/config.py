@@ -33,7 +33,6 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_TIMEOUT",
     "UNCHANGED",
-    "UNSET_LABELS",
     "Secret",
     "Settings",
     "configure",
@@ -219,7 +218,7 @@ class _Field:
     variables: tuple[str, ...]
     check: Callable[[object, str], Any]
     default: Any
-    unset: str  # what `sources` says when nothing set it
+    unset: str  # what `sources` says when nothing set it (translated when shown)
 
 
 _FIELDS: dict[str, _Field] = {
@@ -229,10 +228,6 @@ _FIELDS: dict[str, _Field] = {
     "model": _Field(("LABKIT_MODEL",), _check_model, DEFAULT_MODEL, N_("default")),
     "timeout": _Field(("LABKIT_TIMEOUT",), _check_timeout, DEFAULT_TIMEOUT, N_("default")),
 }
-
-
-#: What ``Settings.sources`` says for a setting nothing set (English; ``_()`` shows it translated).
-UNSET_LABELS: Final = frozenset(f.unset for f in _FIELDS.values())
 
 
 def configure(
@@ -296,14 +291,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     sources: dict[str, str] = {}
     for name, spec in _FIELDS.items():
         variables = spec.variables
-        if name == "api_key" and sources["base_url"] not in ("OPENAI_BASE_URL", _FIELDS["base_url"].unset):
+        if name == "api_key" and sources["base_url"] not in ("OPENAI_BASE_URL", _(_FIELDS["base_url"].unset)):
             # OPENAI_API_KEY goes only where OPENAI_BASE_URL points: a JupyterHub may set a real OpenAI
             # key for other tools, and it must not be sent to a course backend that LABKIT_BASE_URL names.
             variables = variables[:1]
         if name in overrides:
             values[name], sources[name] = overrides[name], "configure()"
             continue
-        values[name], sources[name] = spec.default, spec.unset
+        values[name], sources[name] = spec.default, _(spec.unset)  # in the language labkit speaks
         for variable in variables:
             raw = (os.environ if env is None else env).get(variable, "").strip()
             if raw:

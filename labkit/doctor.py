@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from . import backend
-from .config import UNSET_LABELS, Settings, load_settings, mask_key
+from .config import Settings, load_settings, mask_key
 from .errors import BackendError, ConfigError, LabkitError, UnexpectedResponse
 from .failures import describe_body, translate_error
 from .i18n import _
@@ -106,8 +106,6 @@ def doctor(settings: Settings | None = None, *, echo: Callable[[str], None] = pr
         add(Check(_("configuration"), False, str(exc), _("Fix or unset the variable named above.")))
         return report
     where = settings.sources.get("base_url", "")
-    if where in UNSET_LABELS:  # "not set: embedded practice server", in the language labkit speaks
-        where = _(where)
     try:
         base_url = backend.resolve_base_url(settings)
     except LabkitError as exc:
