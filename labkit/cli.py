@@ -276,11 +276,14 @@ def _grading_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     from .i18n import _
 
     a = sub.add_parser("assignment", help=_("list the graded assignments, or write one's student version"),
-                       description=_("Write the student version of an assignment (no solutions, no hidden tests)."))
+                       description=_("Write the student version of an assignment (no solutions, no hidden tests) "
+                                     "into your workspace's labs/ folder, where JupyterLab shows it, or into DEST."))
     a.add_argument("--list", action="store_true", help=_("print the assignments' names, one a line"))
     a.add_argument("name", nargs="?", metavar="NAME",
                    help=_("an assignment's name, or the path of an otter master notebook"))
-    a.add_argument("dest", nargs="?", metavar="DEST", help=_("the folder to write the student notebook into"))
+    a.add_argument("dest", nargs="?", metavar="DEST",
+                   help=_("the folder to write the student notebook into (default: your workspace's labs/ folder, "
+                          "e.g. work/labs)"))
     g = sub.add_parser("grade", help=_("grade a folder of submitted notebooks into a CSV gradebook"),
                        description=_("Grade SUBMISSIONS/<student>.ipynb (or SUBMISSIONS/<student>/*.ipynb), each in "
                                      "its own sandboxed process with its own practice server; re-running resumes."))
@@ -301,11 +304,9 @@ def _run_assignment(args: argparse.Namespace) -> int:
     if args.list or not args.name:
         print("\n".join(list_assignments()))
         return 0
-    if not args.dest:
-        print(_("labkit assignment: give the folder to write into, e.g. `labkit assignment {name} handout/`").format(
-            name=args.name), file=sys.stderr)
-        return 2
-    path = write_student_version(args.name, args.dest)
+    from .workspace import lab_destination
+
+    path = write_student_version(args.name, lab_destination(args.dest, name=args.name))
     print(_("Wrote the student version: {path}").format(path=str(path)))
     return 0
 
