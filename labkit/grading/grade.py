@@ -558,7 +558,8 @@ def grade_folder(
             todo = [s for s in subs if s.student not in book.rows]
             summary.skipped = len(subs) - len(todo)
             grader = _Grader(name, tests, limits, hide_dirs, hide_files, work)
-            bar = tqdm(total=len(todo), desc=_("grading"), unit=_("notebook"), disable=not progress)
+            bar = tqdm(total=len(todo), desc=_("grading"), unit=_("notebook"), disable=not progress,
+                       bar_format=_("{desc}: {percentage:3.0f}%|{bar}{r_bar}"))
             pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="labkit-grade")
             pending: set[Future[Outcome]] = set()
             queue = list(todo)
