@@ -212,7 +212,7 @@ def lab_destination(dest: str | os.PathLike[str] | None, *, name: str = "NAME",
                     start: str | os.PathLike[str] = ".") -> Path:
     """The folder ``labkit assignment NAME [DEST]`` writes a graded lab into: ``DEST``, or without it the
     workspace's ``labs/`` folder (found from ``start``, the current folder, which a relative ``DEST`` is relative
-    to). A ``DEST`` inside the course's
+    to; outside any workspace and course checkout, as on a hub, ``start``'s own ``labs/``). A ``DEST`` inside the course's
     git checkout but outside the workspace is refused (:class:`labkit.UsageError`, saying where to put it):
     git would track the lab, and JupyterLab, which shows the workspace, would not.
 
@@ -224,6 +224,8 @@ def lab_destination(dest: str | os.PathLike[str] | None, *, name: str = "NAME",
     """
     workspace = find_workspace(start)
     if dest is None:
+        if workspace is None and course_checkout(start) is None:  # e.g. a hub's home: the folder shown
+            return Path(start) / LABS_FOLDER
         if workspace is None:
             raise UsageError(_(
                 "No workspace found from {cwd}: run `make lab` once in the course's folder (it makes work/ and "

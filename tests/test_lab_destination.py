@@ -69,9 +69,12 @@ def test_a_destination_inside_the_workspace_or_outside_the_checkout_is_used(cour
 
 
 def test_without_a_workspace_it_says_to_run_make_lab(tmp_path: Path, course: Path) -> None:
-    with pytest.raises(Exception, match=r"No workspace found from .*`make lab`.*`labkit assignment lab-a DEST`"):
-        lab_destination(None, name="lab-a", start=tmp_path)
+    home = tmp_path / "home"  # a hub's home, say: no checkout, no workspace; the lab goes where the student is
+    home.mkdir()
+    assert lab_destination(None, start=home) == home / "labs"
     shutil.rmtree(course / "work")
+    with pytest.raises(Exception, match=r"No workspace found from .*`make lab`.*`labkit assignment lab-a DEST`"):
+        lab_destination(None, name="lab-a", start=course / "notebooks")
     with pytest.raises(Exception, match=r"inside the course's git checkout .*Run `make lab` once") as refused:
         lab_destination(course / "handout", start=course)
     assert str(course / "work" / "labs") in str(refused.value)
