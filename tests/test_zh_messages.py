@@ -80,7 +80,8 @@ def test_the_scan_finds_the_fragments_students_met() -> None:
     """The scan is not blind: the fragments of issue 15 are caught, and their fixed forms pass."""
     assert english_words("基础地址 http://x/v1（not set: embedded practice server）") == ["not", "set", "embedded",
                                                                                         "practice", "server"]
-    assert english_words("API 密钥 (not set)") == ["not", "set"] and english_words("首个 token 用时 0.07 s") == []
+    assert english_words("API 密钥 (not set)") == ["not", "set"] and english_words("首个 token 用时 0.07 s") == ["s"]
+    assert english_words("首个 token 用时 0.07 秒") == []
     assert punctuation_problems("labkit: 没有配置后端") and punctuation_problems("(菜单 Run > Run All)")
     assert english_words("菜单 Run > Run All Above Selected Cell") == ["Run", "Run", "All", "Above", "Selected",
                                                                        "Cell"]

