@@ -211,10 +211,10 @@ def _inside_workspace(path: Path, top: Path) -> bool:
 def lab_destination(dest: str | os.PathLike[str] | None, *, name: str = "NAME",
                     start: str | os.PathLike[str] = ".") -> Path:
     """The folder ``labkit assignment NAME [DEST]`` writes a graded lab into: ``DEST``, or without it the
-    workspace's ``labs/`` folder (found from ``start``, the current folder, which a relative ``DEST`` is relative
-    to; outside any workspace and course checkout, as on a hub, ``start``'s own ``labs/``). A ``DEST`` inside the course's
-    git checkout but outside the workspace is refused (:class:`labkit.UsageError`, saying where to put it):
-    git would track the lab, and JupyterLab, which shows the workspace, would not.
+    workspace's ``labs/`` folder (found from ``start``, the current folder, which a relative ``DEST`` is
+    relative to; outside any workspace and course checkout, as on a hub, ``start``'s own ``labs/``). A
+    ``DEST`` inside the course's git checkout but outside the workspace is refused (:class:`labkit.UsageError`,
+    saying where to put it): git would track the lab, and JupyterLab, which shows the workspace, would not.
 
     Example:
         >>> import tempfile, pathlib
