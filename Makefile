@@ -15,12 +15,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## JupyterLab on your own copy of the lessons, $(WORKSPACE)/ (made from notebooks/, new lessons added, your
-## edits kept); its terminal finds `labkit` (the venv's bin is on PATH, and the terminal keeps that PATH); the
-## interface speaks Chinese where LABKIT_LANG or the locale asks for it (scripts/lab_language.py)
+## edits kept); it runs inside $(WORKSPACE)/, so its terminal opens there too (where `labkit assignment NAME`
+## writes labs/NAME.ipynb, shown in the file browser) and finds `labkit` (the venv's bin is on PATH, and the
+## terminal keeps that PATH); the interface speaks Chinese unless LABKIT_LANG=en or the locale names another
+## language (scripts/lab_language.py)
 lab: $(STAMP)
 	$(VENV)/bin/labkit workspace "$(WORKSPACE)" --from notebooks
 	$(PY) scripts/lab_language.py
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/jupyter lab --notebook-dir="$(WORKSPACE)" \
+	cd "$(WORKSPACE)" && PATH="$(abspath $(VENV))/bin:$$PATH" "$(abspath $(VENV))/bin/jupyter" lab --notebook-dir=. \
 	  --ServerApp.terminado_settings="shell_command=$${SHELL:-/bin/bash}" \
 	  $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 

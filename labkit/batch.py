@@ -312,7 +312,8 @@ def run_batch(
         result = BatchResult(path, skipped=len(items) - len(todo))
         stop = threading.Event()
         started = time.perf_counter()
-        bar = tqdm(total=len(todo), desc=_("questions"), unit="q", disable=not progress)
+        bar = tqdm(total=len(todo), desc=_("questions"), unit=_("q"), disable=not progress,
+                   bar_format=_("{desc}: {percentage:3.0f}%|{bar}{r_bar}"))  # "问题：", not "问题:"
         handle.seek(0, os.SEEK_END)
         if handle.tell():
             handle.seek(-1, os.SEEK_END)
@@ -333,7 +334,7 @@ def run_batch(
                     else:
                         result.failed += 1
                     bar.update(1)
-                    bar.set_postfix(failed=result.failed, refresh=False)
+                    bar.set_postfix_str(_("failed: {n}").format(n=result.failed), refresh=False)
         except KeyboardInterrupt:
             result.interrupted = True
             stop.set()  # running requests close their streams; their answers are not recorded

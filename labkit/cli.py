@@ -59,8 +59,11 @@ def _practice_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
                    help=_("serve the API under this path (repeatable; default /v1 and /api/v1)"))
     p.add_argument("--fast", action="store_true", default=None, help=_("no pacing delays (tests, CI)"))
     p.add_argument("--ttft", type=seconds, default=None,
-                   help=_("seconds to the first token (default 0.6 + 0.5 per image)"))
-    p.add_argument("--ttft-per-image", type=seconds, default=None, help=_("extra seconds per image (default 0.5)"))
+                   help=_("seconds to the first token before the prompt is read (default 0.15)"))
+    p.add_argument("--prefill-tokens-per-second", type=positive, default=None,
+                   help=_("how fast the prompt is read, images' tokens included: the time to the first token grows "
+                          "with the prompt (default 4000)"))
+    p.add_argument("--ttft-per-image", type=seconds, default=None, help=_("extra seconds per image (default 0)"))
     p.add_argument("--tokens-per-second", type=positive, default=None, help=_("generation speed (default 25)"))
     p.add_argument("--allow-non-stream", action="store_true", default=None, help=_("also answer stream=false"))
     p.add_argument("--no-leak", action="store_true", help=_("do not leak the 'assistant\\n' role prefix"))
@@ -69,7 +72,8 @@ def _practice_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.add_argument("--max-images", type=count, default=None, help=_("images per request (default 1)"))
     p.add_argument("--max-body-mb", type=positive, default=None, help=_("request size limit in MB (default 20)"))
     p.add_argument("--max-model-len", type=count, default=None,
-                   help=_("context length in tokens, images included as vLLM counts them (default 4096)"))
+                   help=_("context length in tokens (default 4096): the vllm dialect counts the images' tokens "
+                          "too, the fastchat dialect the text only, as the real servers do"))
     p.add_argument("--max-connections", type=count, default=None,
                    help=_("open connections at most (default 2048, fewer when `ulimit -n` is lower)"))
     p.add_argument("--no-fault-header", action="store_true",
@@ -97,6 +101,7 @@ def _run_practice(args: argparse.Namespace) -> int:
                          rate_limit=args.rate_limit)
     config = PracticeConfig.from_env(
         dialect=args.dialect, model=args.model, fast=args.fast, ttft=args.ttft, ttft_per_image=args.ttft_per_image,
+        prefill_tokens_per_second=args.prefill_tokens_per_second,
         tokens_per_second=args.tokens_per_second, allow_non_stream=args.allow_non_stream,
         leak_role_prefix=False if args.no_leak else None, api_keys=tuple(args.api_key) or None,
         max_images=args.max_images, base_paths=tuple(args.base_path) or None,
@@ -142,7 +147,7 @@ def _workspace_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     w = sub.add_parser("workspace", help=_("make or update your own copy of the lessons (edits are kept)"),
                        description=_("Copy into DEST the lessons and images it lacks. Files already there are "
                                      "never overwritten and nothing is deleted."))
-    w.add_argument("dest", nargs="?", default="work", help=_("your copy (default: work)"))
+    w.add_argument("dest", nargs="?", default="work", metavar="DEST", help=_("your copy (default: work)"))
     w.add_argument("--from", dest="src", default="notebooks", metavar="SRC",
                    help=_("the course's lessons (default: notebooks)"))
 
@@ -219,12 +224,14 @@ def run_serve(argv: Sequence[str] | None, *, gpus: Iterable[GpuInfo] | None = No
         ...           out=lambda line: None)
         0
     """
+    from ._argparse_i18n import ArgumentParser, argparse_in_language
     from .errors import ServeError
     from .serve import check_gpus, plan_class, plan_cpu, plan_fit
 
     own, extra = _split_extra(sys.argv[2:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="labkit")
-    args = _serve_parser(parser.add_subparsers()).parse_args(own)
+    with argparse_in_language():
+        parser = ArgumentParser(prog="labkit")
+        args = _serve_parser(parser.add_subparsers()).parse_args(own)
     if args.students is not None and args.students < 1:
         print(_("labkit serve: --students must be at least 1."), file=sys.stderr)
         return 2
@@ -269,15 +276,19 @@ def _grading_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     from .i18n import _
 
     a = sub.add_parser("assignment", help=_("list the graded assignments, or write one's student version"),
-                       description=_("Write the student version of an assignment (no solutions, no hidden tests)."))
+                       description=_("Write the student version of an assignment (no solutions, no hidden tests) "
+                                     "into your workspace's labs/ folder, where JupyterLab shows it, or into DEST."))
     a.add_argument("--list", action="store_true", help=_("print the assignments' names, one a line"))
-    a.add_argument("name", nargs="?", help=_("an assignment's name, or the path of an otter master notebook"))
-    a.add_argument("dest", nargs="?", help=_("the folder to write the student notebook into"))
+    a.add_argument("name", nargs="?", metavar="NAME",
+                   help=_("an assignment's name, or the path of an otter master notebook"))
+    a.add_argument("dest", nargs="?", metavar="DEST",
+                   help=_("the folder to write the student notebook into (default: your workspace's labs/ folder, "
+                          "e.g. work/labs)"))
     g = sub.add_parser("grade", help=_("grade a folder of submitted notebooks into a CSV gradebook"),
                        description=_("Grade SUBMISSIONS/<student>.ipynb (or SUBMISSIONS/<student>/*.ipynb), each in "
                                      "its own sandboxed process with its own practice server; re-running resumes."))
-    g.add_argument("name", help=_("an assignment's name, or the path of an otter master notebook"))
-    g.add_argument("submissions", help=_("the folder of submitted notebooks"))
+    g.add_argument("name", metavar="NAME", help=_("an assignment's name, or the path of an otter master notebook"))
+    g.add_argument("submissions", metavar="SUBMISSIONS", help=_("the folder of submitted notebooks"))
     g.add_argument("-o", "--output", default="grades.csv", help=_("the gradebook CSV (default grades.csv)"))
     g.add_argument("--feedback", default=None, help=_("folder for the feedback files (default <gradebook>-feedback)"))
     g.add_argument("--jobs", type=int, default=1, help=_("submissions graded at once (default 1)"))
@@ -293,11 +304,9 @@ def _run_assignment(args: argparse.Namespace) -> int:
     if args.list or not args.name:
         print("\n".join(list_assignments()))
         return 0
-    if not args.dest:
-        print(_("labkit assignment: give the folder to write into, e.g. `labkit assignment {name} handout/`").format(
-            name=args.name), file=sys.stderr)
-        return 2
-    path = write_student_version(args.name, args.dest)
+    from .workspace import lab_destination
+
+    path = write_student_version(args.name, lab_destination(args.dest, name=args.name))
     print(_("Wrote the student version: {path}").format(path=str(path)))
     return 0
 
@@ -318,28 +327,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     Example:
         >>> main(["--help"])  # doctest: +SKIP
     """
-    parser = argparse.ArgumentParser(prog="labkit", description="The multimodal-LLM lab kit.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    _practice_parser(sub)
-    sub.add_parser("doctor", help=_("check the configuration and the backend, and say what to fix"))
-    c = sub.add_parser("chat", help=_("ask one question from the terminal"))
-    c.add_argument("question")
-    c.add_argument("--image", help=_("path of an image to send"))
-    c.add_argument("--max-tokens", type=int, default=None, help=_("the longest answer, in tokens"))
-    _workspace_parser(sub)
-    _grading_parsers(sub)
-    _serve_parser(sub)
+    from ._argparse_i18n import ArgumentParser, argparse_in_language
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:  # its own runner: vLLM flags after `--` pass through untouched
         return run_serve(argv[1:])
-    args = parser.parse_args(argv)
+    with argparse_in_language():  # argparse's own words ("usage:", "options", its errors) in labkit's language
+        parser = ArgumentParser(prog="labkit", description=_("The multimodal-LLM lab kit."))
+        sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                    title=_("commands"))
+        _practice_parser(sub)
+        sub.add_parser("doctor", help=_("check the configuration and the backend, and say what to fix"),
+                       description=_("Check the configuration and the backend, and say what to fix."))
+        c = sub.add_parser("chat", help=_("ask one question from the terminal"),
+                           description=_("Ask one question from the terminal; the answer streams as it comes."))
+        c.add_argument("question", metavar="QUESTION", help=_("the question, in quotes"))
+        c.add_argument("--image", metavar="PATH", help=_("path of an image to send"))
+        c.add_argument("--max-tokens", type=int, default=None, metavar="N", help=_("the longest answer, in tokens"))
+        _workspace_parser(sub)
+        _grading_parsers(sub)
+        _serve_parser(sub)
+        args = parser.parse_args(argv)
     from .errors import LabkitError
 
     try:
         return {"practice": _run_practice, "doctor": _run_doctor, "chat": _run_chat,
                 "workspace": _run_workspace, "assignment": _run_assignment, "grade": _run_grade}[args.command](args)
     except (LabkitError, ValueError) as exc:  # ValueError: a bad LABKIT_PRACTICE_* value, named in the message
-        print(f"labkit: {exc}", file=sys.stderr)
+        print(_("labkit: {error}").format(error=exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .errors import ConfigError
-from .i18n import _
+from .i18n import N_, _
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -80,10 +80,10 @@ def mask_key(key: str | Secret | None) -> str:
     if isinstance(key, Secret):
         key = key.reveal()
     if not key:
-        return "(not set)"
+        return _("(not set)")
     if len(key) < 16:
-        return f"*** ({len(key)} chars)"
-    return f"…{key[-4:]} ({len(key)} chars)"
+        return _("*** ({n} chars)").format(n=len(key))
+    return _("…{tail} ({n} chars)").format(tail=key[-4:], n=len(key))
 
 
 class Secret:
@@ -218,15 +218,15 @@ class _Field:
     variables: tuple[str, ...]
     check: Callable[[object, str], Any]
     default: Any
-    unset: str  # what `sources` says when nothing set it
+    unset: str  # what `sources` says when nothing set it (translated when shown)
 
 
 _FIELDS: dict[str, _Field] = {
     "base_url": _Field(("LABKIT_BASE_URL", "OPENAI_BASE_URL"), _check_base_url, None,
-                       "not set: embedded practice server"),
-    "api_key": _Field(("LABKIT_API_KEY", "OPENAI_API_KEY"), _check_key, None, "not set"),
-    "model": _Field(("LABKIT_MODEL",), _check_model, DEFAULT_MODEL, "default"),
-    "timeout": _Field(("LABKIT_TIMEOUT",), _check_timeout, DEFAULT_TIMEOUT, "default"),
+                       N_("not set: embedded practice server")),
+    "api_key": _Field(("LABKIT_API_KEY", "OPENAI_API_KEY"), _check_key, None, N_("not set")),
+    "model": _Field(("LABKIT_MODEL",), _check_model, DEFAULT_MODEL, N_("default")),
+    "timeout": _Field(("LABKIT_TIMEOUT",), _check_timeout, DEFAULT_TIMEOUT, N_("default")),
 }
 
 
@@ -291,14 +291,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     sources: dict[str, str] = {}
     for name, spec in _FIELDS.items():
         variables = spec.variables
-        if name == "api_key" and sources["base_url"] not in ("OPENAI_BASE_URL", _FIELDS["base_url"].unset):
+        if name == "api_key" and sources["base_url"] not in ("OPENAI_BASE_URL", _(_FIELDS["base_url"].unset)):
             # OPENAI_API_KEY goes only where OPENAI_BASE_URL points: a JupyterHub may set a real OpenAI
             # key for other tools, and it must not be sent to a course backend that LABKIT_BASE_URL names.
             variables = variables[:1]
         if name in overrides:
             values[name], sources[name] = overrides[name], "configure()"
             continue
-        values[name], sources[name] = spec.default, spec.unset
+        values[name], sources[name] = spec.default, _(spec.unset)  # in the language labkit speaks
         for variable in variables:
             raw = (os.environ if env is None else env).get(variable, "").strip()
             if raw:

@@ -260,7 +260,7 @@ class Conversation:
         message["content"] = parts + [{"type": "text", "text": _REMOVED}]
 
     def _note(self, text: str) -> None:
-        print("labkit: " + text, flush=True)
+        print(_("labkit: {note}").format(note=text), flush=True)
 
     def _answer_budget(self, asked: int | None, *, announce: bool = True) -> int:
         """``max_tokens`` for the next answer: what is left of the context, or less if asked."""

@@ -35,7 +35,8 @@ class Check:
 
     def __str__(self) -> str:
         mark = "✓" if self.ok else "✗"
-        return f"{mark} {self.name}: {self.detail}" + (f"\n    → {self.fix}" if self.fix and not self.ok else "")
+        line = _("{name}: {detail}").format(name=self.name, detail=self.detail)
+        return f"{mark} {line}" + (f"\n    → {self.fix}" if self.fix and not self.ok else "")
 
 
 @dataclass
@@ -140,7 +141,7 @@ def doctor(settings: Settings | None = None, *, echo: Callable[[str], None] = pr
         add(_failed(_("streaming request"), exc))
         return report
     report.ttft = reply.ttft
-    ttft = f"{reply.ttft:.2f} s" if reply.ttft is not None else "n/a"
+    ttft = _("{seconds:.2f} s").format(seconds=reply.ttft) if reply.ttft is not None else _("n/a")
     add(Check(_("streaming request"), bool(reply.text),
               _("first token after {ttft}, {n} tokens in {seconds:.2f} s: {start!r}").format(
                   ttft=ttft, n=reply.completion_tokens, seconds=time.perf_counter() - started, start=reply.text[:60]),

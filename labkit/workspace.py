@@ -22,10 +22,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 from .i18n import _, ngettext
 
-__all__ = ["MARKER", "SKIPPED_NAMES", "SyncReport", "sync"]
+__all__ = ["LABS_FOLDER", "MARKER", "SKIPPED_NAMES", "SyncReport", "course_checkout", "find_workspace",
+           "lab_destination", "sync"]
 
 #: Names never copied into a workspace: caches, checkpoints and what running the lessons writes.
 SKIPPED_NAMES = frozenset({"__pycache__", ".ipynb_checkpoints", "outputs", "conftest.py"})
@@ -157,3 +158,92 @@ def sync(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> SyncRepor
         shutil.copystat(path, target)
         added.append(name)
     return SyncReport(dest_path, tuple(added), tuple(kept), created)
+
+
+#: The workspace's own folder for the graded labs that ``labkit assignment NAME`` writes.
+LABS_FOLDER = "labs"
+
+
+def find_workspace(start: str | os.PathLike[str] = ".") -> Path | None:
+    """The workspace ``start`` is in (a folder :func:`sync` made, at or above ``start``), else the ``work/``
+    workspace beside ``start`` or one of its parents (``make lab``'s, seen from the course's folder); ``None``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> course = pathlib.Path(tempfile.mkdtemp())
+        >>> find_workspace(course) is None
+        True
+        >>> _ = sync("notebooks", course / "work")
+        >>> find_workspace(course) == find_workspace(course / "work" / "images") == (course / "work").resolve()
+        True
+    """
+    here = Path(start).resolve()
+    for folder in (here, *here.parents):
+        if (folder / MARKER).is_file():
+            return folder
+        if (folder / "work" / MARKER).is_file():
+            return folder / "work"
+    return None
+
+
+def course_checkout(path: str | os.PathLike[str]) -> Path | None:
+    """The course's git checkout that holds ``path`` (a git work tree with the lessons and the graded labs:
+    ``notebooks/`` and ``labkit/assignments/``), or ``None``.
+
+    Example:
+        >>> course_checkout("/") is None
+        True
+    """
+    here = Path(path).resolve()
+    for folder in (here, *here.parents):
+        lessons, labs = folder / "notebooks", folder / "labkit" / "assignments"
+        if (folder / ".git").exists() and lessons.is_dir() and labs.is_dir():
+            return folder
+    return None
+
+
+def _inside_workspace(path: Path, top: Path) -> bool:
+    """Whether ``path`` is in a workspace that lies within ``top``."""
+    return any((folder / MARKER).is_file() for folder in (path, *path.parents)
+               if folder == top or top in folder.parents)
+
+
+def lab_destination(dest: str | os.PathLike[str] | None, *, name: str = "NAME",
+                    start: str | os.PathLike[str] = ".") -> Path:
+    """The folder ``labkit assignment NAME [DEST]`` writes a graded lab into: ``DEST``, or without it the
+    workspace's ``labs/`` folder (found from ``start``, the current folder, which a relative ``DEST`` is
+    relative to; outside any workspace and course checkout, as on a hub, ``start``'s own ``labs/``). A
+    ``DEST`` inside the course's git checkout but outside the workspace is refused (:class:`labkit.UsageError`,
+    saying where to put it): git would track the lab, and JupyterLab, which shows the workspace, would not.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> lab_destination(folder / "handout") == folder / "handout"
+        True
+    """
+    workspace = find_workspace(start)
+    if dest is None:
+        if workspace is None and course_checkout(start) is None:  # e.g. a hub's home: the folder shown
+            return Path(start) / LABS_FOLDER
+        if workspace is None:
+            raise UsageError(_(
+                "No workspace found from {cwd}: run `make lab` once in the course's folder (it makes work/ and "
+                "opens JupyterLab there), then run `labkit assignment {name}` in JupyterLab's terminal; or name "
+                "the folder yourself: `labkit assignment {name} DEST`.").format(cwd=Path(start).resolve(), name=name))
+        return workspace / LABS_FOLDER
+    target = Path(start) / os.path.expanduser(os.fspath(dest))  # relative to the current folder
+    checkout = course_checkout(target)
+    if checkout is None or _inside_workspace(target.resolve(), checkout):
+        return target
+    if workspace is not None and (workspace == checkout or checkout in workspace.parents):
+        raise UsageError(_(
+            "{dest} is inside the course's git checkout {checkout}, outside your workspace {workspace}: git would "
+            "track the lab and JupyterLab's file browser would not show it. Leave DEST out to write it into "
+            "{labs} (`labkit assignment {name}`), or give a folder inside {workspace}.").format(
+                dest=dest, checkout=checkout, workspace=workspace, labs=workspace / LABS_FOLDER, name=name))
+    raise UsageError(_(
+        "{dest} is inside the course's git checkout {checkout}: git would track the lab. Run `make lab` once to "
+        "make your workspace ({work}), then run `labkit assignment {name}` (it writes into {labs}), or give a "
+        "folder outside the checkout.").format(dest=dest, checkout=checkout, work=checkout / "work",
+                                               labs=checkout / "work" / LABS_FOLDER, name=name))

@@ -5,9 +5,10 @@
 
 The English messages in the code are the msgids; ``labkit/locale/<lang>/LC_MESSAGES/labkit.po`` holds
 the translations and ``labkit.mo`` the compiled form that labkit loads at run time (committed, so an
-installed kit needs no Babel). Translations waiting to be merged may sit in
-``labkit/locale/<lang>/parts/*.po``; ``update`` folds them in and removes a part once every message in
-it is in the catalog (a part whose messages are not in the code yet, e.g. from an unmerged branch, stays).
+installed kit needs no Babel). Translations waiting to be merged (new ones, or changed ones, which
+replace the catalog's) may sit in ``labkit/locale/<lang>/parts/*.po``; ``update`` folds them in and
+removes a part once every message in it is in the catalog (a part whose messages are not in the code
+yet, e.g. from an unmerged branch, stays).
 """
 
 from __future__ import annotations
@@ -84,9 +85,10 @@ def update() -> int:
                     waiting[_ids(message)[0]] = message.string
                     ids_of[part].add(_ids(message)[0])
         catalog.update(template, no_fuzzy_matching=True)
-        for message in catalog:
-            if message.id and not all(_strings(message)) and _ids(message)[0] in waiting:
+        for message in catalog:  # a part's translation is newer: it fills a gap or replaces the old one
+            if message.id and _ids(message)[0] in waiting:
                 message.string = waiting[_ids(message)[0]]
+                message.flags.discard("fuzzy")
         catalog.obsolete.clear()
         po_path.parent.mkdir(parents=True, exist_ok=True)
         with po_path.open("wb") as f:

@@ -1,6 +1,7 @@
 """Make JupyterLab's own interface speak the language labkit speaks (run by `make lab`).
 
-labkit picks Chinese or English from LABKIT_LANG, else the locale (labkit.i18n.language). JupyterLab
+labkit speaks Chinese, the course's language, unless LABKIT_LANG or a locale naming another language
+says otherwise (labkit.i18n.language: C, C.UTF-8, POSIX or no locale stay Chinese). JupyterLab
 keeps its interface language in a setting; with the Chinese language pack installed (the `lab` extra
 has jupyterlab-language-pack-zh-CN) this writes that setting into the virtual environment's
 ``share/jupyter/lab/settings/overrides.json`` — keeping any other override there — so the interface

@@ -78,7 +78,7 @@ def test_client_without_backend_starts_embedded_server_once() -> None:
         "r = labkit.chat('Hi', display=False, max_tokens=5)\n"
         "print('TEXT', r.text)\n"
     )
-    env = {"PATH": "/usr/bin:/bin", "LABKIT_PRACTICE_FAST": "1"}
+    env = {"PATH": "/usr/bin:/bin", "LABKIT_PRACTICE_FAST": "1", "LABKIT_LANG": "en"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("built-in practice server") == 1
@@ -149,7 +149,7 @@ def test_a_failed_embedded_start_is_backend_unreachable() -> None:
             "    labkit.chat('Hi', display=False)\n"
             "except labkit.BackendUnreachable as e:\n"
             "    print('BackendUnreachable:', e)\n")
-    env = {"PATH": "/usr/bin:/bin", "LABKIT_PRACTICE_DIALECT": "bogus"}
+    env = {"PATH": "/usr/bin:/bin", "LABKIT_PRACTICE_DIALECT": "bogus", "LABKIT_LANG": "en"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
     assert "BackendUnreachable: No backend is configured and the built-in practice server could not start" in out.stdout

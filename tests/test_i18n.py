@@ -63,11 +63,18 @@ def test_compiled_catalog_is_what_labkit_loads() -> None:
         ({"LABKIT_LANG": "en", "LANG": "zh_CN.UTF-8"}, "en"),
         ({"LANG": "zh_CN.UTF-8"}, "zh"),
         ({"LC_ALL": "zh_TW.UTF-8", "LANG": "en_US.UTF-8"}, "zh"),
-        ({"LANG": "C.UTF-8"}, "en"),
-        ({}, "en"),
+        ({"LANG": "en_US.UTF-8"}, "en"),
+        ({"LANG": "fr_FR.UTF-8"}, "en"),
+        ({"LC_ALL": "C", "LANG": "zh_CN.UTF-8"}, "zh"),
+        ({"LANG": "C.UTF-8"}, "zh"),
+        ({"LC_ALL": "POSIX"}, "zh"),
+        ({"LC_ALL": "POSIX", "LANG": "en_US.UTF-8"}, "zh"),
+        ({"LANG": "C.UTF-8", "LANGUAGE": "en_GB:en"}, "en"),
+        ({}, "zh"),
+        ({"LABKIT_LANG": "en"}, "en"),
     ],
 )
-def test_language_comes_from_LABKIT_LANG_then_the_locale(env: dict[str, str], expected: str) -> None:
+def test_language_is_chinese_unless_LABKIT_LANG_or_a_locale_names_another(env: dict[str, str], expected: str) -> None:
     assert language(env) == expected
 
 

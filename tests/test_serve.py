@@ -36,6 +36,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("LABKIT_", "OPENAI_")):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("LABKIT_LANG", "en")  # the assertions read the English messages
 
 
 def _flag(cmd: list[str], name: str) -> str:

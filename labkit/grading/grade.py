@@ -43,7 +43,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..i18n import _
+from ..i18n import _, language
 from . import jail
 from .assignments import ASSIGNMENTS_DIR, GradingError, build, master_path
 from .feedback import failure_line, render
@@ -166,7 +166,7 @@ class GradeSummary:
 def _child_env() -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "PYTHONUNBUFFERED": "1",
-           "LABKIT_PRACTICE_FAST": "1", "MPLBACKEND": "Agg"}
+           "LABKIT_PRACTICE_FAST": "1", "MPLBACKEND": "Agg", "LABKIT_LANG": language()}
     return env  # nothing of this machine's LABKIT_*/OPENAI_* settings: grading never uses the real backend
 
 
@@ -558,7 +558,8 @@ def grade_folder(
             todo = [s for s in subs if s.student not in book.rows]
             summary.skipped = len(subs) - len(todo)
             grader = _Grader(name, tests, limits, hide_dirs, hide_files, work)
-            bar = tqdm(total=len(todo), desc=_("grading"), unit=_("notebook"), disable=not progress)
+            bar = tqdm(total=len(todo), desc=_("grading"), unit=_("notebook"), disable=not progress,
+                       bar_format=_("{desc}: {percentage:3.0f}%|{bar}{r_bar}"))
             pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="labkit-grade")
             pending: set[Future[Outcome]] = set()
             queue = list(todo)

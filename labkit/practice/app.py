@@ -231,7 +231,7 @@ async def _stream(state: _State, req: ChatRequest, faults: FaultConfig) -> Async
             if paced and k == 0:
                 state.admission.served()
                 admitted = False
-                await state.engine.prefill(len(req.prompt.images))  # queued behind other prefills
+                await state.engine.prefill(req.prompt_tokens, len(req.prompt.images))  # queued behind other prefills
                 state.engine.running += 1  # in the decoding batch until the stream ends
                 decoding = True
             for i in range(len(tokens) + 1):

@@ -362,9 +362,6 @@ def compose_answer(prompt: Prompt) -> str:
                                    "No image came with this request, so I can only go by the text."])]
     if brief:
         parts = parts[:1]
-    if prompt.turn > 1:
-        parts.insert(0, f"（这是我们对话的第{prompt.turn}轮。）" if chinese
-                     else f"(This is turn {prompt.turn} of our conversation.)")
     sep = "" if chinese else " "
     text = sep.join(parts)
     target = None if brief else _target_length(prompt.question)

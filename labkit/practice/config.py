@@ -117,9 +117,10 @@ def parse_faults(spec: str, base: FaultConfig | None = None) -> FaultConfig:
 class PracticeConfig:
     """Everything the practice server can be told.
 
-    Pacing: the first content token comes ``ttft`` seconds after the request (plus
-    ``ttft_per_image`` per image), then ``tokens_per_second`` tokens a second, like the 34B model on
-    one card. ``fast=True`` removes every delay (tests, CI).
+    Pacing: the first content token comes ``ttft`` seconds after the request plus the prefill, the
+    prompt's tokens (its images' anyres tokens included) read at ``prefill_tokens_per_second`` (plus
+    ``ttft_per_image`` per image, 0 by default), then ``tokens_per_second`` tokens a second, like the
+    34B model on one card. ``fast=True`` removes every delay (tests, CI).
 
     Example:
         >>> PracticeConfig(dialect="vllm", fast=True).paced
@@ -132,8 +133,9 @@ class PracticeConfig:
     allow_non_stream: bool = False
     leak_role_prefix: bool = True
     fast: bool = False
-    ttft: float = 0.6
-    ttft_per_image: float = 0.5
+    ttft: float = 0.15
+    ttft_per_image: float = 0.0
+    prefill_tokens_per_second: float = 4000.0
     tokens_per_second: float = 25.0
     max_images: int = 1
     max_body_bytes: int = 20 * 1024 * 1024
@@ -148,6 +150,7 @@ class PracticeConfig:
 
     def __post_init__(self) -> None:
         _check("tokens_per_second", self.tokens_per_second, low=0, low_ok=False)
+        _check("prefill_tokens_per_second", self.prefill_tokens_per_second, low=0, low_ok=False)
         for name in ("ttft", "ttft_per_image"):
             _check(name, getattr(self, name), low=0)
         for name in ("header_timeout", "keep_alive_timeout", "body_timeout"):

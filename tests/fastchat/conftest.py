@@ -78,7 +78,7 @@ def practice_fastchat_url(fastchat_url: str) -> str:
 def env_on_front(front_url: str) -> dict[str, str]:
     """An environment for child processes (CLI, notebooks) that points labkit at the real front."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LABKIT_", "OPENAI_"))}
-    env.update(LABKIT_BASE_URL=front_url, LABKIT_API_KEY=API_KEY)
+    env.update(LABKIT_BASE_URL=front_url, LABKIT_API_KEY=API_KEY, LABKIT_LANG="en")  # assertions read English
     return env
 
 

@@ -60,8 +60,9 @@ def test_make_lab_opens_the_workspace_and_its_terminal_finds_labkit(make_lab) ->
     assert "01-first-request.ipynb" in {item["name"] for item in tree["content"]}  # the lab opens on work/
 
     seen = run_in_terminal(url, {"Authorization": f"token {token}"},
-                           "command -v labkit; labkit workspace --help | head -n 1")
+                           "command -v labkit; labkit workspace --help | head -n 1; echo WHERE=$(pwd)")
     assert str(VENV_BIN / "labkit") in seen, f"the terminal did not find labkit: {seen[-800:]!r}"
     assert "usage: labkit workspace" in seen
     assert "command not found" not in seen
+    assert f"WHERE={work}" in seen, f"the terminal did not open in the workspace: {seen[-800:]!r}"
 

@@ -102,6 +102,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith(("LABKIT_", "OPENAI_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("LABKIT_QUIET", "1")
+    monkeypatch.setenv("LABKIT_LANG", "en")  # the assertions read the English messages
     yield
     from labkit.config import reset_configuration
 
