@@ -610,6 +610,7 @@ def test_the_session_works_alone_without_ipywidgets(paced_url: str, tmp_path: Pa
         print("LOADED:", sorted(m for m in sys.modules if m.split(".")[0] in ("ipywidgets", "anywidget")))
     """)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LABKIT_", "OPENAI_"))}
+    env["LABKIT_LANG"] = "en"  # the assertions read the English messages (Chinese is the default now)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env,
                          cwd=tmp_path, check=False)
     assert out.returncode == 0, out.stderr
