@@ -154,11 +154,13 @@ def run_forever(config: PracticeConfig, host: str = "127.0.0.1", port: int = 800
 
 def _uvicorn_config(config: PracticeConfig, *, log_level: str, own_process: bool = False,
                     **where: object) -> uvicorn.Config:
-    """uvicorn settings: idle keep-alive timeout as vLLM and FastChat have it (5 s), header and body
-    timeouts, a header size limit and a connection limit that leaves room for real requests."""
+    """uvicorn settings: idle keep-alive timeout as vLLM and FastChat have it (5 s), header and
+    whole-body deadlines, a header size limit, and a connection limit with a share per client address
+    that leaves room for real requests and always answers /health."""
+    ceiling = connection_ceiling(config.max_connections, raise_soft_limit=own_process)
+    share = config.max_connections_per_client
     protocol = guarded_protocol(header_timeout=config.header_timeout, body_timeout=config.body_timeout,
-                                max_connections=connection_ceiling(config.max_connections,
-                                                                   raise_soft_limit=own_process))
+                                max_connections=ceiling, max_per_client=min(share, ceiling) if share else None)
     return uvicorn.Config(create_app(config), log_level=log_level, access_log=False, lifespan="off",
                           http=protocol, timeout_keep_alive=max(1, round(config.keep_alive_timeout)),
                           h11_max_incomplete_event_size=MAX_HEADER_BYTES, backlog=2048,
