@@ -10,9 +10,9 @@ protocol with:
   the connection opening (or of the previous response ending), however slowly the bytes trickle in;
 - a whole-body deadline: a request body must arrive in full within ``body_timeout`` seconds of its
   headers, however it trickles (a byte every few seconds does not keep it alive);
-- a header size limit (431) and a connection limit: at the limit, the connection that has waited
-  longest without a request in progress is closed to make room, else the one that has been sending
-  its body longest (from the address holding the most connections);
+- a header size limit (431) and a connection limit: at the limit, the oldest connection without a
+  request in progress is closed to make room, else the oldest still sending its body after a second
+  (first from the address holding the most connections);
 - a per-client-address share (half the limit by default): beyond it, a newcomer from that address
   first takes the place of one of that address's own idle or body-trickling connections;
 - ``/health`` is always answered: a newcomer that finds no room is kept for one request (a small
@@ -193,7 +193,7 @@ def guarded_protocol(*, header_timeout: float, body_timeout: float, max_connecti
             return True
 
         def _keep_for_one_request(self, why: str) -> None:
-            """Beyond the limit: answer ``/health`` or a 503, then close (the oldest such goes first)."""
+            """Beyond the limit: answer ``/health`` or a 503, then close; with the reserve full too, a 503 at once."""
             self._overflow = True
             if len(overflow) >= reserve:  # the reserve is full too: refuse at once (never close another)
                 refusals.warn(f"practice server: refused a connection from {_addr(self)}: {why}, and "
