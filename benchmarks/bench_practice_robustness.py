@@ -372,7 +372,7 @@ def lockout(base: str, n: int, seconds: float, drip: float = 10.0) -> tuple[Prob
 
 async def hog(base: str, n: int) -> tuple[int, int, Probes]:
     """One address opens ``n`` streams that stall (busy, never idle); then another address asks."""
-    stall = {"content-type": "application/json", "x-practice-fault": "stall-after=0,stall-seconds=30"}
+    stall = {"content-type": "application/json", "x-practice-fault": "stall-after=0,stall-seconds=300"}
     transport = httpx.AsyncHTTPTransport(local_address="127.0.0.1", retries=0,
                                          limits=httpx.Limits(max_connections=n + 10))
     held, refused = 0, 0
