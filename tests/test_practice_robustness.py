@@ -430,9 +430,10 @@ def test_trickling_bodies_from_one_address_lock_out_no_one(server_log: Collect) 
     assert any("sending its request body" in line for line in server_log.lines), server_log.lines
 
 
-def test_a_trickling_body_is_cut_at_the_whole_body_deadline() -> None:
+def test_a_trickling_body_is_cut_at_the_whole_body_deadline(server_log: Collect) -> None:
     """A byte every 0.3 s never leaves a 1.5 s gap, yet the body must arrive within 1.5 s of its headers."""
     with serve_in_thread(fast=True, body_timeout=1.5, header_timeout=30) as base:
+        server_log.attach()
         s = socket.create_connection(host_port(base))
         started = time.monotonic()
         try:
@@ -452,6 +453,7 @@ def test_a_trickling_body_is_cut_at_the_whole_body_deadline() -> None:
             assert time.monotonic() - started < 4.5
         finally:
             s.close()
+    assert any("request body had not arrived in full 1.5 s after its headers" in line for line in server_log.lines)
 
 
 # --- rate limiter, fault header, CLI -----------------------------------------------------------------

@@ -339,8 +339,8 @@ def create_app(config: PracticeConfig | None = None) -> Starlette:
             req = await anyio.to_thread.run_sync(parse_request, raw, config, limiter=state.heavy)
         except Problem as p:
             return dialect.error(p.status, p.message, code=p.code, kind=p.kind, param=p.param)
-        except ClientDisconnect:  # the client went away mid-body: nothing to answer, nothing to log
-            _log.info("practice server: a client disconnected before sending the whole request")
+        except ClientDisconnect:  # the client went away mid-body (or was cut: the guard logs that): nothing to answer
+            _log.debug("practice server: a client disconnected before sending the whole request")
             return Response(status_code=400)
         if req.stream:
             return StreamingResponse(_stream(state, req, faults), media_type="text/event-stream")

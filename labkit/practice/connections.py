@@ -10,8 +10,8 @@ protocol with:
   the connection opening (or of the previous response ending), however slowly the bytes trickle in;
 - a whole-body deadline: a request body must arrive in full within ``body_timeout`` seconds of its
   headers, however it trickles (a byte every few seconds does not keep it alive);
-- a header size limit (431) and a connection limit: at the limit, the oldest connection without a
-  request in progress is closed to make room, else the oldest still sending its body after a second
+- a header size limit (431) and a connection limit: at the limit, the oldest connection that is
+  idle (no request in progress) or still sending its body after a second is closed to make room
   (first from the address holding the most connections);
 - a per-client-address share (half the limit by default): beyond it, a newcomer from that address
   first takes the place of one of that address's own idle or body-trickling connections;
@@ -113,6 +113,7 @@ def guarded_protocol(*, header_timeout: float, body_timeout: float, max_connecti
     share = max_per_client if max_per_client is not None else max(1, max_connections // 2)
     refusals = _Throttle()
     evictions = _Throttle()
+    cuts = _Throttle()
     admitted: dict[Any, None] = {}  # connections within the limit, oldest first
     by_host: dict[str, dict[Any, None]] = {}  # the same, per client address
     overflow: dict[Any, None] = {}  # connections beyond the limit, oldest first: one request each
@@ -131,18 +132,13 @@ def guarded_protocol(*, header_timeout: float, body_timeout: float, max_connecti
         return len(by_host.get(host, ()))
 
     def victim_in(pool: dict[Any, None], now: float) -> Any:
-        """The oldest idle connection in ``pool``, else the oldest still sending its body (a bounded look)."""
-        slow = None
+        """The oldest connection in ``pool`` that is idle or still sending its body (a bounded look)."""
         for i, c in enumerate(pool):
             if i >= _SCAN:
                 break
-            if c.transport.is_closing():
-                continue
-            if not busy(c):
+            if not c.transport.is_closing() and (not busy(c) or sending_body(c, now)):
                 return c
-            if slow is None and sending_body(c, now):
-                slow = c
-        return slow
+        return None
 
     class GuardedHTTPProtocol(base):  # type: ignore[misc, valid-type]
         _guard_timer: asyncio.TimerHandle | None = None
@@ -169,8 +165,8 @@ def guarded_protocol(*, header_timeout: float, body_timeout: float, max_connecti
             self._guard_timer = self.loop.call_later(_TICK, self._guard)
 
         def _make_room(self, host: str | None) -> bool:
-            """Close an idle connection (of ``host``, if given), else one still sending its body (first from
-            the address holding the most connections)."""
+            """Close the oldest idle or body-sending connection (of ``host``, if given; else first from the
+            address holding the most connections)."""
             now = self.loop.time()
             if host is not None:
                 victim = victim_in(by_host.get(host, {}), now)
@@ -243,7 +239,9 @@ def guarded_protocol(*, header_timeout: float, body_timeout: float, max_connecti
                 self._seen_cycle = cycle
                 self._header_bytes = 0
                 if cycle.more_body and not cycle.disconnected and now - self._request_since > body_timeout:
-                    self.transport.close()  # the body did not arrive in time; the app sees a disconnect
+                    cuts.warn(f"practice server: closed a connection from {_addr(self)}: its request body had not "
+                              f"arrived in full {body_timeout:g} s after its headers")
+                    self.transport.close()  # the app sees a disconnect
                     return
                 self._waiting_since = now
             else:
