@@ -195,3 +195,11 @@ def test_the_health_proof_needs_the_secret(users: Users) -> None:
     assert httpx.get(f"http://127.0.0.1:{state['port']}/health").status_code == 200  # plain /health as before
     with socket.create_connection(("127.0.0.1", state["port"])):
         pass
+
+
+def test_the_server_carries_none_of_the_users_keys(users: Users) -> None:
+    users.env.update({"LABKIT_API_KEY": "sk-course-secret-123456", "OPENAI_API_KEY": "sk-openai-secret-654321"})
+    _proc, _url, pid = users.kernel()
+    environ = Path(f"/proc/{pid}/environ").read_bytes()
+    assert b"LABKIT_PRACTICE_FAST=1" in environ
+    assert b"secret-123456" not in environ and b"secret-654321" not in environ

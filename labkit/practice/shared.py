@@ -294,7 +294,9 @@ def start_shared_server(config: PracticeConfig | None = None, *, folder: Path | 
         _register(names["kernels"])
         state = _read_private(names["state"])
         if state is None or not _verified(state):
-            state = _spawn(names, _idle_seconds(env), dict(env))
+            server_env = {k: v for k, v in env.items()  # the server needs no key of the user's
+                          if not k.startswith("OPENAI_") and k not in ("LABKIT_API_KEY", "LABKIT_BASE_URL")}
+            state = _spawn(names, _idle_seconds(env), server_env)
             _write_private(names["state"], state)
     return f"http://127.0.0.1:{state['port']}{path}"
 
