@@ -7,6 +7,7 @@ import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +38,8 @@ def practice_server(*args: str, nofile: int | None = None,
         if nofile:
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
-    stderr = subprocess.PIPE if log is not None else subprocess.DEVNULL
+    # The log goes to a file, never a pipe read only at the end: a full pipe would stall the server.
+    stderr = tempfile.TemporaryFile() if log is not None else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, "-m", "labkit", "practice", "--port", str(port), *args],
                             stdout=subprocess.DEVNULL, stderr=stderr, preexec_fn=limit, cwd=ROOT)
     try:
@@ -54,12 +56,14 @@ def practice_server(*args: str, nofile: int | None = None,
     finally:
         proc.terminate()
         try:
-            _, err = proc.communicate(timeout=10)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-            _, err = proc.communicate()
-        if log is not None:
-            log.append((err or b"").decode(errors="replace"))
+            proc.wait()
+        if log is not None and not isinstance(stderr, int):
+            stderr.seek(0)
+            log.append(stderr.read().decode(errors="replace"))
+            stderr.close()
 
 
 @contextmanager

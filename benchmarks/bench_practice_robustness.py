@@ -7,9 +7,14 @@ process each.
    an 18 MB text, a 12 MP JPEG, eight of them at once; /health latency while a 19 MB text is read.
 3. Slow connections: 1,000 open (idle and half-sent headers), then a normal streamed request; and 1,100
    against a server started under `ulimit -n 1024`.
+4. Lock-out (issue 17): 2,100 connections from 127.0.0.1 trickle their bodies a byte every 10 s (each
+   reopened a second after it is cut or refused; in a process of their own) while /health and chat
+   requests are probed from 127.0.0.1 and 127.0.0.2, each on a fresh connection; then one address
+   holds 2,100 stalled streams and another address asks.
 
 Every figure is printed beside its goal (issue 10) and the figure measured before the fixes.
-Run: .venv/bin/python benchmarks/bench_practice_robustness.py [requests_per_dialect]
+Run: .venv/bin/python benchmarks/bench_practice_robustness.py [requests_per_dialect] [--lockout: only 4]
+(BENCH_LOCKOUT_SECONDS sets how long the drip of section 4 lasts; 40 s by default.)
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import base64
 import io
 import json
+import multiprocessing
 import os
 import random
 import resource
@@ -247,7 +253,186 @@ def slow_then_normal(base: str, n: int) -> tuple[bool, float, int]:
     return served, took, still_open
 
 
+# --- 4. lock-out: trickling bodies and one client's share (issue 17) ------------------------------
+
+TRICKLE_HEAD = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                b"content-length: 100000\r\n\r\n{")
+
+
+class Probes:
+    """What clients other than the attacker saw: latencies and failures per kind of probe."""
+
+    def __init__(self) -> None:
+        self.latency: dict[str, list[float]] = {}
+        self.failed: Counter[str] = Counter()
+        self.statuses: dict[str, Counter[str]] = {}
+
+    def record(self, kind: str, seconds: float, outcome: str, ok: bool) -> None:
+        self.latency.setdefault(kind, []).append(seconds)
+        self.statuses.setdefault(kind, Counter())[outcome] += 1
+        if not ok:
+            self.failed[kind] += 1
+
+
+async def _probe(probes: Probes, kind: str, base: str, source: str, chat: bool, every: float,
+                 until: float) -> None:
+    """One fresh connection per probe from ``source`` (a monitor, a new notebook), as long as the drip lasts."""
+    root = base.rsplit("/", 1)[0]
+    transport = httpx.AsyncHTTPTransport(local_address=source, retries=0,
+                                         limits=httpx.Limits(max_keepalive_connections=0))
+    async with httpx.AsyncClient(transport=transport, timeout=10) as http:
+        while time.monotonic() < until:
+            started = time.perf_counter()
+            try:
+                if chat:
+                    r = await http.post(f"{base}/chat/completions", content=body_text("Hello"),
+                                        headers={"content-type": "application/json"})
+                    ok = r.status_code == 200 and r.text.endswith("data: [DONE]\n\n")
+                else:
+                    r = await http.get(f"{root}/health")
+                    ok = r.status_code == 200
+                outcome = str(r.status_code)
+            except httpx.HTTPError as exc:
+                ok, outcome = False, type(exc).__name__
+            took = time.perf_counter() - started
+            probes.record(kind, took, outcome, ok and (chat or took <= 1.0))
+            await asyncio.sleep(every)
+
+
+async def _trickler(host: str, port: int, source: str, drip: float, until: float, lives: list[float],
+                    refused: list[int]) -> None:
+    """One attacker connection: headers, then a body byte every ``drip`` seconds; reconnects a second
+    after it is cut or refused."""
+    await asyncio.sleep(random.random() * drip)
+    while time.monotonic() < until:
+        try:
+            reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0))
+        except OSError:
+            await asyncio.sleep(0.5)
+            continue
+        opened = time.monotonic()
+        try:
+            writer.write(TRICKLE_HEAD)
+            while time.monotonic() < until:
+                try:
+                    data = await asyncio.wait_for(reader.read(100), drip)
+                except asyncio.TimeoutError:
+                    writer.write(b" ")
+                    await writer.drain()
+                    continue
+                if data.startswith(b"HTTP/1.1 503"):
+                    refused[0] += 1
+                elif not data:
+                    lives.append(time.monotonic() - opened)
+                break
+        except OSError:
+            lives.append(time.monotonic() - opened)
+        finally:
+            writer.close()
+        await asyncio.sleep(1.0)  # and opens it again a second later, to keep n dripping
+
+
+async def _attack(base: str, n: int, seconds: float, drip: float) -> tuple[list[float], int]:
+    host, port = base.split("//")[1].split("/")[0].split(":")
+    until = time.monotonic() + seconds
+    lives: list[float] = []
+    refused = [0]
+    await asyncio.gather(*(_trickler(host, int(port), "127.0.0.1", drip, until, lives, refused) for _ in range(n)))
+    return lives, refused[0]
+
+
+def _attacker(base: str, n: int, seconds: float, drip: float, results: "multiprocessing.Queue[object]") -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 8192),
+                                                resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    results.put(asyncio.run(_attack(base, n, seconds, drip)))
+
+
+def lockout(base: str, n: int, seconds: float, drip: float = 10.0) -> tuple[Probes, list[float], int]:
+    """``n`` connections from 127.0.0.1 trickle their bodies for ``seconds`` (in a process of their own)
+    while other clients probe from this one."""
+    results: multiprocessing.Queue[object] = multiprocessing.Queue()
+    attacker = multiprocessing.Process(target=_attacker, args=(base, n, seconds, drip, results))
+    attacker.start()
+    time.sleep(min(drip, 3.0))  # let them open
+    until = time.monotonic() + seconds - 3.0
+    probes = Probes()
+
+    async def probe_all() -> None:
+        await asyncio.gather(
+            _probe(probes, "/health, the attacker's address", base, "127.0.0.1", False, 0.25, until),
+            _probe(probes, "/health, another address", base, "127.0.0.2", False, 0.25, until),
+            _probe(probes, "requests, another address", base, "127.0.0.2", True, 0.5, until),
+            _probe(probes, "requests, the attacker's address", base, "127.0.0.1", True, 0.5, until))
+
+    asyncio.run(probe_all())
+    lives, refused = results.get(timeout=seconds + 60)  # type: ignore[misc]
+    attacker.join(30)
+    return probes, lives, refused
+
+
+async def hog(base: str, n: int) -> tuple[int, int, Probes]:
+    """One address opens ``n`` streams that stall (busy, never idle); then another address asks."""
+    stall = {"content-type": "application/json", "x-practice-fault": "stall-after=0,stall-seconds=300"}
+    transport = httpx.AsyncHTTPTransport(local_address="127.0.0.1", retries=0,
+                                         limits=httpx.Limits(max_connections=n + 10))
+    held, refused = 0, 0
+    probes = Probes()
+    async with httpx.AsyncClient(transport=transport, timeout=30) as http:
+        streams = []
+        for i in range(0, n, 100):
+            async def one() -> tuple[int, object]:
+                req = http.build_request("POST", f"{base}/chat/completions", content=body_text("Hi"), headers=stall)
+                try:
+                    r = await http.send(req, stream=True)
+                    return r.status_code, r
+                except httpx.HTTPError as exc:
+                    return 0, exc
+            streams += await asyncio.gather(*(one() for _ in range(min(100, n - i))))
+        held = sum(1 for s, _ in streams if s == 200)
+        refused = sum(1 for s, _ in streams if s != 200)
+        until = time.monotonic() + 3
+        await asyncio.gather(_probe(probes, "requests, another address", base, "127.0.0.2", True, 0.2, until),
+                             _probe(probes, "/health, the hog's address", base, "127.0.0.1", False, 0.2, until))
+        for _, r in streams:
+            if isinstance(r, httpx.Response):
+                await r.aclose()
+    return held, refused, probes
+
+
+def print_probes(probes: Probes) -> None:
+    for kind, times in probes.latency.items():
+        seen = ", ".join(f"{k}: {v}" for k, v in sorted(probes.statuses[kind].items()))
+        goal = "0, all within 1 s" if kind.startswith("/health") else "0 lock-outs"
+        median = sorted(times)[len(times) // 2]
+        print(f"    {kind:<38} failed {probes.failed[kind]:>4} of {len(times):<4} median {median:5.2f} s, "
+              f"slowest {max(times):5.2f} s   {goal}   ({seen})")
+
+
+def lockout_section(seconds: float) -> None:
+    print(f"\n{'4. lock-out (issue 17)':<46}{'measured':>22}   goal (load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs)")
+    with practice() as (base, pid):
+        probes, lives, refused = lockout(base, 2100, seconds)
+        print(f"  2,100 connections from 127.0.0.1 trickling a body byte every 10 s, for {seconds:.0f} s:")
+        print_probes(probes)
+        cut = sorted(lives)
+        median = f"{cut[len(cut) // 2]:.1f} s" if cut else "never"
+        print(f"    {'trickling connections cut':<38}{len(cut):>10} (median life {median}, {refused} refused)   "
+              "cut by the 30 s whole-body deadline")
+    with practice() as (base, pid):
+        held, refused, probes = asyncio.run(hog(base, 2100))
+        print("  one address holds 2,100 stalled streams (busy, never idle), then another address asks:")
+        print(f"    {'streams the hog got / was refused':<38}{held:>10} / {refused}   "
+              "at most its share (1,024 of 2,048)")
+        print_probes(probes)
+
+
 def main() -> None:
+    if "--lockout" in sys.argv:  # only section 4
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 8192),
+                                                    resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        lockout_section(float(os.environ.get("BENCH_LOCKOUT_SECONDS", "40")))
+        return
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
@@ -312,6 +497,7 @@ def main() -> None:
                        headers={"content-type": "application/json"})
         assert r.status_code == 200
         s.close()
+    lockout_section(float(os.environ.get("BENCH_LOCKOUT_SECONDS", "40")))
 
 
 if __name__ == "__main__":

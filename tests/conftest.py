@@ -21,6 +21,7 @@ def pytest_collection(session: pytest.Session) -> None:
         if name.startswith(("LABKIT_", "OPENAI_")) and not name.startswith("LABKIT_PRACTICE_") \
                 and name != "LABKIT_SKIP_BROWSER":
             del os.environ[name]
+    os.environ.setdefault("LABKIT_PRACTICE_IDLE_MINUTES", "1")  # their shared server ends a minute after them
 
 
 @pytest.fixture(autouse=True)
@@ -29,11 +30,13 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     labkit speaks English here (LABKIT_LANG=en), whatever this machine's locale: the assertions read
     the English messages. A test of the Chinese ones sets LABKIT_LANG=zh; one that relies on the
-    locale deletes LABKIT_LANG itself."""
+    locale deletes LABKIT_LANG itself. The embedded practice server is a private one
+    (LABKIT_PRACTICE_SHARED=0): no test leaves a shared one behind."""
     for name in list(os.environ):
         if name.startswith(("LABKIT_", "OPENAI_")):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LABKIT_LANG", "en")
+    monkeypatch.setenv("LABKIT_PRACTICE_SHARED", "0")  # the embedded default in a test: private, ends with it
     labkit.reset_configuration()
     yield
     labkit.reset_configuration()

@@ -78,7 +78,7 @@ def test_client_without_backend_starts_embedded_server_once() -> None:
         "r = labkit.chat('Hi', display=False, max_tokens=5)\n"
         "print('TEXT', r.text)\n"
     )
-    env = {"PATH": "/usr/bin:/bin", "LABKIT_PRACTICE_FAST": "1", "LABKIT_LANG": "en"}
+    env = {"PATH": "/usr/bin:/bin", "LABKIT_PRACTICE_FAST": "1", "LABKIT_LANG": "en", "LABKIT_PRACTICE_SHARED": "0"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("built-in practice server") == 1

@@ -14,6 +14,7 @@ import sys
 import time
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import openai
@@ -311,7 +312,7 @@ def test_a_normal_request_is_served_while_slow_connections_fill_the_limit(server
         finally:
             for s in slow:
                 s.close()
-    assert any("at the limit of 20: closed an idle connection" in line for line in server_log.lines)
+    assert any("limit of 20: closed an idle connection" in line for line in server_log.lines), server_log.lines
 
 
 def test_slow_headers_and_a_stalled_body_are_timed_out(server_log: Collect) -> None:
@@ -368,18 +369,91 @@ def test_oversized_headers_get_431(fastchat_url: str) -> None:
         s.close()
 
 
-def test_when_every_connection_is_busy_a_newcomer_gets_a_503_and_a_log_line(server_log: Collect) -> None:
+def test_when_every_connection_is_busy_a_newcomer_gets_a_503_but_health_is_answered(server_log: Collect) -> None:
     stall = {"x-practice-fault": "stall-after=1,stall-seconds=3"}
     payload = json.dumps({"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "Hi"}]}).encode()
-    with serve_in_thread(fast=True, max_connections=2) as base, httpx.Client(timeout=10) as c1, \
-            httpx.Client(timeout=10) as c2:
+    with serve_in_thread(fast=True, max_connections=2) as base, from_address("127.0.0.1") as c1, \
+            from_address("127.0.0.2") as c2, from_address("127.0.0.3") as c3:
         server_log.attach()
         with c1.stream("POST", f"{base}/chat/completions", content=payload, headers=stall) as r1, \
                 c2.stream("POST", f"{base}/chat/completions", content=payload, headers=stall) as r2:
             assert r1.status_code == r2.status_code == 200
-            r = httpx.get(base.rsplit("/", 1)[0] + "/health", timeout=5)
-            assert r.status_code == 503 and r.headers["retry-after"] == "5"
-    assert any("refused a connection" in line and "limit 2" in line for line in server_log.lines)
+            health = c3.get(base.rsplit("/", 1)[0] + "/health")
+            assert health.status_code == 200 and health.headers["connection"] == "close"
+            r = c3.post(f"{base}/chat/completions", content=payload)
+            assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text
+            assert "Too many connections" in r.text
+    assert any("refused a request" in line and "limit 2" in line for line in server_log.lines), server_log.lines
+
+
+@contextmanager
+def from_address(source: str, timeout: float = 10) -> Iterator[httpx.Client]:
+    """An HTTP client whose connections come from ``source`` (any 127.x.y.z is this machine), one per request."""
+    transport = httpx.HTTPTransport(local_address=source, retries=0, limits=httpx.Limits(max_keepalive_connections=0))
+    with httpx.Client(transport=transport, timeout=timeout) as client:
+        yield client
+
+
+TRICKLE = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+           b"content-length: 100000\r\n\r\n{")
+
+
+def test_trickling_bodies_from_one_address_lock_out_no_one(server_log: Collect) -> None:
+    """Issue 17: connections sending their bodies a byte at a time, twice the limit, from one address."""
+    payload = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "Hello"}]}
+    with serve_in_thread(fast=True, max_connections=20) as base:
+        server_log.attach()
+        addr = host_port(base)
+        drip = []
+        try:
+            for _ in range(40):
+                s = socket.create_connection(addr, source_address=("127.0.0.1", 0))
+                s.sendall(TRICKLE)
+                drip.append(s)
+            time.sleep(1.5)  # the bodies have been trickling for a while: no longer new requests
+            for s in drip:
+                try:
+                    s.send(b" ")
+                except OSError:
+                    pass
+            root = base.rsplit("/", 1)[0]
+            with from_address("127.0.0.1") as same, from_address("127.0.0.2") as other:
+                for client in (same, other):
+                    started = time.monotonic()
+                    assert client.get(f"{root}/health").status_code == 200
+                    assert time.monotonic() - started < 1.0
+                    r = post(base, payload, client=client)
+                    assert r.status_code == 200 and r.text.endswith("data: [DONE]\n\n"), r.text[:200]
+        finally:
+            for s in drip:
+                s.close()
+    assert any("sending its request body" in line for line in server_log.lines), server_log.lines
+
+
+def test_a_trickling_body_is_cut_at_the_whole_body_deadline(server_log: Collect) -> None:
+    """A byte every 0.3 s never leaves a 1.5 s gap, yet the body must arrive within 1.5 s of its headers."""
+    with serve_in_thread(fast=True, body_timeout=1.5, header_timeout=30) as base:
+        server_log.attach()
+        s = socket.create_connection(host_port(base))
+        started = time.monotonic()
+        try:
+            s.sendall(TRICKLE)
+            cut = False
+            while time.monotonic() - started < 8:
+                time.sleep(0.3)
+                try:
+                    s.send(b" ")
+                except OSError:
+                    cut = True
+                    break
+                if closed_within(s, 0.01):
+                    cut = True
+                    break
+            assert cut, "the trickling body was never cut"
+            assert time.monotonic() - started < 4.5
+        finally:
+            s.close()
+    assert any("request body had not arrived in full 1.5 s after its headers" in line for line in server_log.lines)
 
 
 # --- rate limiter, fault header, CLI -----------------------------------------------------------------
@@ -390,6 +464,29 @@ def test_the_rate_limiter_forgets_clients_and_stays_bounded() -> None:
         assert windows.admit(f"addr:{i}", 5, now=float(i) / 1000) is None
     assert len(windows) <= 1000
     assert windows.admit("late", 1, now=1000.0) is None and len(windows) == 1  # a minute later: all forgotten
+
+
+def test_a_limited_client_stays_limited_after_requests_from_thousands_of_other_addresses() -> None:
+    """Issue 17: after 4,096 other addresses, the limiter used to forget the client it was limiting."""
+    windows = _RateWindows()
+    assert windows.admit("addr:greedy", 2, now=0.0) is None and windows.admit("addr:greedy", 2, now=0.1) is None
+    assert windows.admit("addr:greedy", 2, now=0.2) is not None
+    for i in range(10_000):
+        assert windows.admit(f"addr:10.0.{i // 256}.{i % 256}", 2, now=1.0 + i / 1000) is None
+    assert len(windows) <= 4096
+    retry = windows.admit("addr:greedy", 2, now=12.0)
+    assert retry is not None and 45 <= retry <= 61  # still limited for the rest of its minute
+    assert windows.admit("addr:greedy", 2, now=61.0) is None  # and free again once the minute is over
+
+
+def test_when_every_client_held_is_limited_the_least_recently_limited_goes_first() -> None:
+    windows = _RateWindows(max_clients=3)
+    for name in ("a", "b", "c", "d"):
+        windows.admit(name, 1, now=0.0)
+        assert windows.admit(name, 1, now=0.1) is not None
+    assert len(windows) == 3
+    assert windows.admit("a", 1, now=0.2) is None  # "a", limited first, was forgotten
+    assert windows.admit("d", 1, now=0.2) is not None
 
 
 def test_no_fault_header_ignores_the_header() -> None:

@@ -12,9 +12,22 @@ Example:
     http://127.0.0.1:.../v1
 """
 
-from .app import create_app
-from .config import Dialect, FaultConfig, PracticeConfig, parse_faults
-from .server import PracticeServer, run_forever, serve_in_thread, start_embedded_server
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import create_app
+    from .config import Dialect, FaultConfig, PracticeConfig, parse_faults
+    from .server import PracticeServer, run_forever, serve_in_thread
+    from .shared import start_embedded_server
+
+# Imported on first use: a kernel that only finds this user's shared server (``shared``) never loads
+# the web framework.
+_WHERE = {"create_app": ".app", "Dialect": ".config", "FaultConfig": ".config", "PracticeConfig": ".config",
+          "parse_faults": ".config", "PracticeServer": ".server", "run_forever": ".server",
+          "serve_in_thread": ".server", "start_embedded_server": ".shared"}
 
 __all__ = [
     "Dialect",
@@ -27,3 +40,11 @@ __all__ = [
     "serve_in_thread",
     "start_embedded_server",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    globals()[name] = value
+    return value

@@ -68,31 +68,41 @@ _log = logging.getLogger("uvicorn.error")
 
 
 class _RateWindows:
-    """Request times of the last minute per client, for ``--rate-limit``: a bounded map (clients idle
-    for a minute are forgotten, and beyond ``max_clients`` the least recently seen goes first)."""
+    """Request times of the last minute per client, for ``--rate-limit``: a bounded map. Clients idle
+    for a minute are forgotten; beyond ``max_clients`` the least recently seen client that is not
+    limited goes first, and a limited client only when every client held is limited (the least
+    recently limited first), so requests from thousands of other addresses cannot make the server
+    forget a client it is limiting."""
 
     def __init__(self, max_clients: int = 4096) -> None:
-        self._windows: OrderedDict[str, deque[float]] = OrderedDict()
+        self._free: OrderedDict[str, deque[float]] = OrderedDict()  # not limited, least recently seen first
+        self._limited: OrderedDict[str, deque[float]] = OrderedDict()  # least recently limited first
         self._max = max_clients
 
     def __len__(self) -> int:
-        return len(self._windows)
+        return len(self._free) + len(self._limited)
 
     def admit(self, client: str, limit: int, now: float) -> int | None:
         """Record a request; ``None`` when admitted, else the seconds until one is allowed."""
-        while self._windows:  # forget clients whose newest request is over a minute old
-            oldest_key, oldest = next(iter(self._windows.items()))
-            if oldest and now - oldest[-1] <= 60 and len(self._windows) < self._max:
-                break
-            del self._windows[oldest_key]
-        window = self._windows.pop(client, None) or deque()
-        self._windows[client] = window  # most recently seen last
+        for held in (self._free, self._limited):  # forget clients whose newest request is over a minute old
+            while held:
+                key, window = next(iter(held.items()))
+                if window and now - window[-1] <= 60:
+                    break
+                del held[key]
+        window = self._free.pop(client, None) or self._limited.pop(client, None) or deque()
         while window and now - window[0] > 60:
             window.popleft()
         if len(window) >= limit:
-            return max(1, int(61 - (now - window[0])))
-        window.append(now)
-        return None
+            self._limited[client] = window  # most recently limited last
+            retry: int | None = max(1, int(61 - (now - window[0])))
+        else:
+            window.append(now)
+            self._free[client] = window  # most recently seen last
+            retry = None
+        while len(self) > self._max:  # never the client just admitted while a limited one could go instead
+            (self._free if len(self._free) > 1 or not self._limited else self._limited).popitem(last=False)
+        return retry
 
 
 class _State:
@@ -329,8 +339,8 @@ def create_app(config: PracticeConfig | None = None) -> Starlette:
             req = await anyio.to_thread.run_sync(parse_request, raw, config, limiter=state.heavy)
         except Problem as p:
             return dialect.error(p.status, p.message, code=p.code, kind=p.kind, param=p.param)
-        except ClientDisconnect:  # the client went away mid-body: nothing to answer, nothing to log
-            _log.info("practice server: a client disconnected before sending the whole request")
+        except ClientDisconnect:  # the client went away mid-body (or was cut: the guard logs that): nothing to answer
+            _log.debug("practice server: a client disconnected before sending the whole request")
             return Response(status_code=400)
         if req.stream:
             return StreamingResponse(_stream(state, req, faults), media_type="text/event-stream")

@@ -122,6 +122,11 @@ class PracticeConfig:
     ``ttft_per_image`` per image, 0 by default), then ``tokens_per_second`` tokens a second, like the
     34B model on one card. ``fast=True`` removes every delay (tests, CI).
 
+    Connections: a request's headers must arrive within ``header_timeout`` seconds and its whole body
+    within ``body_timeout`` seconds of them; at most ``max_connections`` are open, of which one client
+    address holds at most ``max_connections_per_client`` (default: half); ``/health`` is answered even
+    at the limit.
+
     Example:
         >>> PracticeConfig(dialect="vllm", fast=True).paced
         False
@@ -147,6 +152,7 @@ class PracticeConfig:
     keep_alive_timeout: float = 5.0
     body_timeout: float = 30.0
     max_connections: int = 2048
+    max_connections_per_client: int | None = None
 
     def __post_init__(self) -> None:
         _check("tokens_per_second", self.tokens_per_second, low=0, low_ok=False)
@@ -155,7 +161,7 @@ class PracticeConfig:
             _check(name, getattr(self, name), low=0)
         for name in ("header_timeout", "keep_alive_timeout", "body_timeout"):
             _check(name, getattr(self, name), low=0, low_ok=False)
-        for name in ("max_body_bytes", "max_model_len", "max_connections"):
+        for name in ("max_body_bytes", "max_model_len", "max_connections", "max_connections_per_client"):
             _check(name, getattr(self, name), low=1)
         _check("max_images", self.max_images, low=0)
 

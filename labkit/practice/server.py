@@ -1,5 +1,6 @@
-"""Running the practice server: in a background thread (tests, notebooks, the embedded default) or in
-the foreground (``labkit practice``). Always uvicorn, a real ASGI server; nothing starts on import."""
+"""Running the practice server: in a background thread (tests, a private embedded default, the shared
+server's process: :mod:`labkit.practice.shared`) or in the foreground (``labkit practice``). Always
+uvicorn, a real ASGI server; nothing starts on import."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any
 
 import uvicorn
 
@@ -17,7 +19,7 @@ from .app import DropConnection, create_app
 from .config import PracticeConfig
 from .connections import MAX_HEADER_BYTES, connection_ceiling, guarded_protocol
 
-__all__ = ["PracticeServer", "serve_in_thread", "start_embedded_server", "run_forever"]
+__all__ = ["PracticeServer", "serve_in_thread", "run_forever"]
 
 
 class _QuietDrops(logging.Filter):
@@ -51,10 +53,12 @@ class PracticeServer:
         >>> server.stop()
     """
 
-    def __init__(self, config: PracticeConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, config: PracticeConfig | None = None, *, host: str = "127.0.0.1", port: int = 0,
+                 wrap: Callable[[Any], Any] | None = None) -> None:
         self.config = config or PracticeConfig.from_env()
         self.host = host
         self.port = port
+        self._wrap = wrap  # ASGI middleware around the app (the shared server's)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -76,7 +80,7 @@ class PracticeServer:
             raise RuntimeError(f"cannot listen on {self.host}:{self.port} ({exc.strerror}): choose another port, "
                                "or port=0 for a free one") from None
         self.port = sock.getsockname()[1]
-        server = uvicorn.Server(_uvicorn_config(self.config, log_level="warning"))
+        server = uvicorn.Server(_uvicorn_config(self.config, log_level="warning", wrap=self._wrap))
         # uvicorn installs no signal handlers outside the main thread: Ctrl-C stays the notebook's.
         self._server = server
         self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
@@ -127,21 +131,6 @@ def serve_in_thread(config: PracticeConfig | None = None, *, host: str = "127.0.
         yield server.base_url
 
 
-def start_embedded_server() -> str:
-    """Start a practice server configured from the ``LABKIT_PRACTICE_*`` environment
-    (``LABKIT_PRACTICE_FAST=1`` removes the realistic pacing) on a free loopback port, serving in a
-    daemon thread for the rest of the process, and return its base URL.
-
-    This is what ``labkit.client()`` calls when no backend is configured; the client side makes
-    sure that happens once per process (``labkit.backend.embedded_base_url``).
-
-    Example:
-        >>> start_embedded_server().startswith("http://127.0.0.1:")
-        True
-    """
-    return PracticeServer(PracticeConfig.from_env()).start().base_url
-
-
 def run_forever(config: PracticeConfig, host: str = "127.0.0.1", port: int = 8008) -> None:
     """Serve in the foreground until Ctrl-C (what ``labkit practice`` runs).
 
@@ -153,13 +142,16 @@ def run_forever(config: PracticeConfig, host: str = "127.0.0.1", port: int = 800
 
 
 def _uvicorn_config(config: PracticeConfig, *, log_level: str, own_process: bool = False,
-                    **where: object) -> uvicorn.Config:
-    """uvicorn settings: idle keep-alive timeout as vLLM and FastChat have it (5 s), header and body
-    timeouts, a header size limit and a connection limit that leaves room for real requests."""
+                    wrap: Callable[[Any], Any] | None = None, **where: object) -> uvicorn.Config:
+    """uvicorn settings: idle keep-alive timeout as vLLM and FastChat have it (5 s), header and
+    whole-body deadlines, a header size limit, and a connection limit with a share per client address
+    that leaves room for real requests and always answers /health."""
+    ceiling = connection_ceiling(config.max_connections, raise_soft_limit=own_process)
+    share = config.max_connections_per_client
     protocol = guarded_protocol(header_timeout=config.header_timeout, body_timeout=config.body_timeout,
-                                max_connections=connection_ceiling(config.max_connections,
-                                                                   raise_soft_limit=own_process))
-    return uvicorn.Config(create_app(config), log_level=log_level, access_log=False, lifespan="off",
+                                max_connections=ceiling, max_per_client=min(share, ceiling) if share else None)
+    app = create_app(config)
+    return uvicorn.Config(wrap(app) if wrap else app, log_level=log_level, access_log=False, lifespan="off",
                           http=protocol, timeout_keep_alive=max(1, round(config.keep_alive_timeout)),
                           h11_max_incomplete_event_size=MAX_HEADER_BYTES, backlog=2048,
                           **where)  # type: ignore[arg-type]
