@@ -51,9 +51,11 @@ esac
     || die "$PYTHON must be Python >= 3.10 with venv (apt-get install python3-venv)"
 
 # 1. The environment, readable and executable by everyone.
+fresh=""
 if [[ ! -x "$PREFIX/bin/python" ]]; then
     say "creating $PREFIX from $real_python"
     "$PYTHON" -m venv "$PREFIX"
+    fresh=1
 fi
 say "installing labkit[lab,hub] from $SOURCE into $PREFIX"
 # Built from a copy of what the package needs, so the checkout gets no build/ or *.egg-info folder, and
@@ -64,9 +66,10 @@ cp -r "$SOURCE/pyproject.toml" "$SOURCE/README.md" "$SOURCE/labkit" "$build_dir/
 find "$build_dir" -name __pycache__ -prune -exec rm -rf {} +
 "$PREFIX/bin/python" -m pip install --quiet "labkit[lab,hub] @ file://$build_dir" 2>&1 \
     | grep -v "^WARNING: Location" || true
-# the same version number with new code: reinstall labkit itself
-"$PREFIX/bin/python" -m pip install --quiet --no-deps --force-reinstall "$build_dir" 2>&1 \
-    | grep -v "^WARNING: Location" || true
+if [[ -z "$fresh" ]]; then  # an update: the same version number with new code, so reinstall labkit itself
+    "$PREFIX/bin/python" -m pip install --quiet --no-deps --force-reinstall "$build_dir" 2>&1 \
+        | grep -v "^WARNING: Location" || true
+fi
 "$PREFIX/bin/python" -c "import labkit, jupyterhub, nbgitpuller, jupyterhub_idle_culler" \
     || die "the install into $PREFIX is incomplete (see pip's messages above)"
 chmod -R a+rX "$PREFIX"

@@ -692,3 +692,26 @@ def test_a_key_given_after_dashes_is_warned_about_and_leaves_the_servers_command
         _, err = proc.communicate(timeout=60)
     assert "Warning: an API key was given on the command line of labkit serve" in err
     assert key not in "".join(lines) + err
+
+
+def test_the_watchdog_finds_a_ports_owner_and_never_shows_a_key() -> None:
+    from labkit.serve import _watchdog
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        assert os.getpid() not in _watchdog.port_owners(port)  # bound, not listening
+        s.listen()
+        assert os.getpid() in _watchdog.port_owners(port)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "--api-key", "sk-shown-nowhere",
+                              "--api-key=sk-nor-here"])
+    try:
+        deadline = time.monotonic() + 10  # until it has exec'd (a fresh fork has no command line yet)
+        while b"time.sleep" not in Path(f"/proc/{child.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        shown = _watchdog.describe(child.pid)
+        assert shown.startswith(f"{child.pid} (") and "sk-" not in shown and "--api-key ****" in shown
+        assert child.pid in _watchdog.descendants(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
