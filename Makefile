@@ -35,8 +35,9 @@ test: $(STAMP)
 test-vllm: $(STAMP)
 	bash scripts/test-vllm.sh
 
-## A real JupyterHub on loopback: two students, per-user keys, lesson 01 through the proxy, a browser login
-## (installs jupyterhub into .venv and configurable-http-proxy into .hub/; bounded to 10 minutes)
+## A real JupyterHub on loopback, installed by the README's recipe deploy/one-machine.sh (as root): two real
+## student accounts, per-user keys, lesson 01 through the proxy, the nbgitpuller link, privacy, the idle culler
+## (the hub's environment cached in /opt/labkit-hub-test, configurable-http-proxy in .hub/; bounded to 10 minutes)
 test-hub: $(STAMP)
 	bash scripts/test-hub.sh
 

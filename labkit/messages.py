@@ -132,12 +132,3 @@ def estimate_tokens(messages: list[Message]) -> int:
         total += image_tokens_of(message)
     return total
 
-
-def __getattr__(name: str) -> Any:
-    # labkit.messages.Conversation keeps working; the class lives in labkit.conversation, which sends
-    # requests (imported on first use, so this module never imports what sends messages).
-    if name == "Conversation":
-        from .conversation import Conversation
-
-        return Conversation
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

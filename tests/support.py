@@ -35,3 +35,17 @@ def load_script(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def processes_showing(secret: str, *, besides: tuple[int, ...] = ()) -> list[str]:
+    """``PID: command line`` of every process whose command line (``ps``, /proc/PID/cmdline) holds ``secret``,
+    other than ``besides``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if secret in text and int(cmdline.parent.name) not in besides:
+            found.append(f"{cmdline.parent.name}: {text.strip()}")
+    return found

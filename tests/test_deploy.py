@@ -82,5 +82,30 @@ def test_environment_yml_makes_a_single_user_image() -> None:
     env = yaml.safe_load((ROOT / "environment.yml").read_text(encoding="utf-8"))
     conda = {re.split(r"[<>=! ]", d, maxsplit=1)[0] for d in env["dependencies"] if isinstance(d, str)}
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert "-e ." in pip or "." in pip  # the kit itself, so `labkit` is on the image's PATH
+    # The kit itself, so `labkit` is on the image's PATH, as a copy in the image's environment: repo2docker
+    # builds in REPO_DIR=$HOME, which z2jh's home volume hides, so an editable install (-e .) would vanish.
+    assert "." in pip and not any(str(line).startswith(("-e", "--editable")) for line in pip), pip
     assert {"python", "jupyterlab", "ipykernel", "nbgitpuller", "jupyterhub-singleuser"} <= conda
+
+
+def test_z2jh_pods_can_be_scheduled_on_unlabelled_nodes_or_the_readme_says_which_labels() -> None:
+    scheduling = z2jh_values()["scheduling"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for pods in ("corePods", "userPods"):
+        purpose = scheduling.get(pods, {}).get("nodeAffinity", {}).get("matchNodePurpose", "prefer")
+        assert purpose in ("prefer", "ignore") or "hub.jupyter.org/node-purpose" in readme, \
+            f"{pods}: matchNodePurpose {purpose} leaves pods Pending on nodes without the label"
+    assert "hub.jupyter.org/node-purpose" in readme  # how to keep students off the hub's nodes
+
+
+def test_the_one_machine_recipe_installs_what_the_config_uses() -> None:
+    recipe = (ROOT / "deploy" / "one-machine.sh").read_text(encoding="utf-8")
+    config = (ROOT / "deploy" / "jupyterhub_config.py").read_text(encoding="utf-8")
+    hub_extra = re.search(r"^hub = \[(.*)\]$", (ROOT / "pyproject.toml").read_text(), re.M).group(1)  # type: ignore[union-attr]
+    for package, module in (("nbgitpuller", "nbgitpuller"), ("jupyterhub-idle-culler", "jupyterhub_idle_culler"),
+                            ("jupyterhub", "jupyterhub")):
+        assert package in hub_extra and module in recipe, f"{package} is used but not installed"
+    assert "jupyterhub_idle_culler" in config and "labkit[lab,hub]" in recipe and "configurable-http-proxy" in recipe
+    assert "--api-key " not in config and "--api-key\"" not in config, "a key on a command line"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "deploy/one-machine.sh" in readme and "--api-key KEY" not in readme.split("## For administrators")[1]

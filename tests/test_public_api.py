@@ -103,10 +103,8 @@ def test_doctor_is_the_function_and_its_module_still_imports() -> None:
 
 
 def test_the_lessons_imports_keep_working() -> None:
-    from labkit.messages import Conversation as FromMessages
     from labkit.serve import VLLMServer, build_vllm_command, check_gpus, plan_fit  # lesson 07
 
-    assert FromMessages is labkit.Conversation
     assert all([VLLMServer, build_vllm_command, check_gpus, plan_fit])
 
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
+from support import processes_showing
 
 from labkit import serve
 from labkit.cli import main as cli_main
@@ -343,12 +348,42 @@ def test_cli_cpu_flag_adds_the_cpu_flags_and_does_not_contradict_itself(capsys: 
     assert "cannot serve" not in out and "No NVIDIA GPU" not in out, "it serves what it says it serves"
 
 
-def test_the_api_key_is_masked_in_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_key_on_the_command_line_is_moved_to_the_environment_with_a_warning(
+        capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["serve", "--dry-run", "--python", "/x/python", "--",
                      "--api-key", "sk-x-secret", "--max-num-seqs", "2"]) == 0
     out, err = capsys.readouterr()
     assert "sk-x-secret" not in out + err
-    assert "--api-key **** --max-num-seqs 2" in out
+    assert "--api-key" not in out.split("Command:")[1].splitlines()[0] and out.count("--max-num-seqs 2") == 1
+    assert "VLLM_API_KEY" in out and "LABKIT_API_KEY" in out
+    assert "Warning: an API key was given on the command line of labkit serve" in err and "--api-key-file" in err
+
+
+def test_the_key_file_or_vllm_api_key_is_used(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    assert cli_main(["serve", "--dry-run", "--python", "/x/python"]) == 0
+    assert "API key: required" not in capsys.readouterr().out
+    monkeypatch.setenv("VLLM_API_KEY", "sk-from-env")
+    assert cli_main(["serve", "--dry-run", "--python", "/x/python"]) == 0
+    out, err = capsys.readouterr()
+    assert "API key: required" in out and "sk-from-env" not in out + err and "Warning" not in err
+    two = tmp_path / "two.txt"
+    two.write_text("sk-a\nsk-b\n")
+    two.chmod(0o600)
+    assert cli_main(["serve", "--dry-run", "--python", "/x/python", "--api-key-file", str(two)]) == 2
+    err = capsys.readouterr().err
+    assert f"{two} gives 2 API keys, but vLLM takes one" in err and "sk-a" not in err
+    assert cli_main(["serve", "--dry-run", "--python", "/x/python", "--api-key-file", str(tmp_path / "none")]) == 2
+    assert "Cannot read the API key file" in capsys.readouterr().err
+
+
+def test_extra_args_keys_reach_vllm_by_environment() -> None:
+    server = VLLMServer(python="/x/python", extra_args=["--api-key=sk-extra", "--max-num-seqs", "2"])
+    assert not [a for a in server.command if "sk-extra" in a or a.startswith("--api-key")]
+    assert server.env["VLLM_API_KEY"] == "sk-extra" and "--max-num-seqs" in server.command
+    with pytest.raises(ValueError, match="one API key"):
+        VLLMServer(python="/x/python", api_key="sk-1", extra_args=["--api-key", "sk-2"])
 
 
 def test_the_api_key_never_appears_in_serve_errors(tmp_path: Path) -> None:
@@ -483,3 +518,201 @@ def test_importing_serve_needs_no_vllm_or_torch() -> None:
     code = ("import sys, labkit.serve; "
             "assert 'vllm' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
+
+
+# ---------------------------------------------------------------- `labkit serve` for real, with a fake vLLM
+
+# A `vllm` command as `labkit serve --python VENV/bin/python` finds it. It serves /health and /v1/models
+# (401 without the key in VLLM_API_KEY) on --port. FAKE_VLLM_DETACH=setsid: the server runs in a
+# `setsid` child of the wrapper; =daemon: it double-forks away (re-parented, its own session), as a
+# wrapper script that daemonises vLLM would. FAKE_VLLM_PIDFILE gets the serving process's pid and the wrapper's.
+_FAKE_VLLM_COMMAND = """#!{python}
+import http.server, os, subprocess, sys, time
+port = int(sys.argv[sys.argv.index("--port") + 1])
+key = os.environ.get("VLLM_API_KEY")
+detach = os.environ.get("FAKE_VLLM_DETACH", "")
+os.environ.setdefault("FAKE_VLLM_WRAPPER", str(os.getpid()))
+
+def serve():
+    with open(os.environ["FAKE_VLLM_PIDFILE"], "w") as f:
+        f.write(str(os.getpid()) + " " + os.environ["FAKE_VLLM_WRAPPER"])
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            ok = self.path == "/health" or not key or self.headers.get("Authorization") == "Bearer " + key
+            self.send_response(200 if ok else 401)
+            self.send_header("content-length", "0")
+            self.end_headers()
+        def log_message(self, *a):
+            pass
+    http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+
+if detach == "setsid":
+    subprocess.Popen([sys.executable, *sys.argv], env={{**os.environ, "FAKE_VLLM_DETACH": ""}},
+                     start_new_session=True)
+elif detach == "daemon":
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            serve()
+        os._exit(0)
+else:
+    serve()
+print("wrapper waiting", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def _fake_vllm_venv(tmp_path: Path) -> Path:
+    """A folder with `python` (never run) and the fake `vllm` command beside it; returns the python path."""
+    bin_dir = tmp_path / "fake-venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    vllm = bin_dir / "vllm"
+    vllm.write_text(_FAKE_VLLM_COMMAND.format(python=sys.executable))
+    vllm.chmod(0o755)
+    return bin_dir / "python"
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _start_labkit_serve(tmp_path: Path, port: int, *extra: str, detach: str = "",
+                        env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], list[str]]:
+    """`python -m labkit serve` with the fake vLLM; returns it once it said "Serving", with its output so far."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LABKIT_", "OPENAI_", "VLLM_"))}
+    full_env.update(FAKE_VLLM_DETACH=detach, FAKE_VLLM_PIDFILE=str(tmp_path / "server.pid"), **(env or {}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labkit", "serve", "--cpu", "--model", "build/tiny", "--python",
+         str(_fake_vllm_venv(tmp_path)), "--port", str(port), "--timeout", "60", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+        cwd=Path(__file__).resolve().parent.parent)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("Serving"):
+            return proc, lines
+    proc.kill()
+    pytest.fail("labkit serve did not start: " + "".join(lines) + (proc.stderr.read() if proc.stderr else ""))
+
+
+def _gone(pid: int, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize(("detach", "how", "cgroup"), [
+    ("setsid", "sigkill", "1"), ("daemon", "sigkill", "1"), ("setsid", "ctrl-c", "1"), ("daemon", "ctrl-c", "1"),
+    ("daemon", "sigkill", "0"),  # without a cgroup: the watchdog is the orphan's subreaper
+])
+def test_a_server_that_leaves_the_group_ends_with_labkit_serve(tmp_path: Path, detach: str, how: str,
+                                                               cgroup: str) -> None:
+    port = serve.free_port()
+    proc, lines = _start_labkit_serve(tmp_path, port, detach=detach, env={"LABKIT_SERVE_CGROUP": cgroup})
+    server_pid = 0
+    try:
+        server_pid, wrapper_pid = map(int, (tmp_path / "server.pid").read_text().split())
+        assert os.getpgid(server_pid) != os.getpgid(wrapper_pid), "the server left the wrapper's process group"
+        in_cgroup = "labkit-serve-" in Path(f"/proc/{server_pid}/cgroup").read_text()
+        probe = serve._watchdog.Cgroup.make(f"labkit-serve-probe-{os.getpid()}")
+        if probe is not None:  # cgroups can be made here: the watchdog uses one unless told not to
+            probe.remove()
+            assert in_cgroup == (cgroup == "1")
+        assert _answers(port)
+        log = Path(next(line for line in lines if line.startswith("Serving")).split("(log: ")[1].split(")")[0])
+        if how == "sigkill":
+            proc.kill()  # no cleanup in the launcher: the watchdog ends it
+        else:
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+        _, err = proc.communicate(timeout=60)
+        assert _gone(server_pid), f"the detached server {server_pid} outlived labkit serve ({how})"
+        assert not _answers(port)
+        deadline = time.monotonic() + 20  # the watchdog names it in the log once everything has ended
+        while "ended 1 process(es) that had left" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert f"ended 1 process(es) that had left the server's process group and would have outlived it: " \
+               f"{server_pid} (" in log.read_text()
+        if cgroup == "0":
+            assert "[descendant]" in log.read_text()
+        if how == "ctrl-c":
+            assert proc.returncode == 0
+            assert "had left its process group (setsid)" in err and f"{server_pid} (" in err, err
+    finally:
+        proc.kill()
+        proc.wait()
+        if server_pid and not _gone(server_pid, timeout=0):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(server_pid, signal.SIGKILL)  # the fake server this test started, if the test failed
+
+
+def test_a_key_file_reaches_vllm_and_no_command_line_shows_it(tmp_path: Path) -> None:
+    key = "sk-serve-" + os.urandom(8).hex()
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    port = serve.free_port()
+    proc, lines = _start_labkit_serve(tmp_path, port, "--api-key-file", str(key_file))
+    try:
+        assert processes_showing(key) == []
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models")
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(request, timeout=5)
+        request.add_header("Authorization", f"Bearer {key}")
+        assert urllib.request.urlopen(request, timeout=5).status == 200  # the key reached vLLM's environment
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert key not in "".join(lines) + err and "Warning" not in err
+
+
+def test_a_key_given_after_dashes_is_warned_about_and_leaves_the_servers_command_line(tmp_path: Path) -> None:
+    key = "sk-serve-" + os.urandom(8).hex()
+    port = serve.free_port()
+    proc, lines = _start_labkit_serve(tmp_path, port, "--", "--api-key", key)
+    try:
+        assert processes_showing(key, besides=(proc.pid,)) == [], "only labkit serve's own command line has it"
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models",
+                                         headers={"Authorization": f"Bearer {key}"})
+        assert urllib.request.urlopen(request, timeout=5).status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert "Warning: an API key was given on the command line of labkit serve" in err
+    assert key not in "".join(lines) + err
+
+
+def test_the_watchdog_finds_a_ports_owner_and_never_shows_a_key() -> None:
+    from labkit.serve import _watchdog
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        assert os.getpid() not in _watchdog.port_owners(port)  # bound, not listening
+        s.listen()
+        assert os.getpid() in _watchdog.port_owners(port)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "--api-key", "sk-shown-nowhere",
+                              "--api-key=sk-nor-here"])
+    try:
+        deadline = time.monotonic() + 10  # until it has exec'd (a fresh fork has no command line yet)
+        while b"time.sleep" not in Path(f"/proc/{child.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        shown = _watchdog.describe(child.pid)
+        assert shown.startswith(f"{child.pid} (") and "sk-" not in shown and "--api-key ****" in shown
+        assert child.pid in _watchdog.descendants(os.getpid())
+    finally:
+        child.kill()
+        child.wait()

@@ -9,8 +9,9 @@ For TAs and students with a GPU (``pip install "labkit[serve]"`` installs vLLM t
 - :mod:`labkit.serve.process`: :class:`VLLMServer` starts it under a watchdog, waits until it answers
   ``/health``, explains a failed start and stops it with everything it started.
 
-The ``labkit serve`` command is in :mod:`labkit.cli`. Importing this package starts nothing and
-needs neither vLLM nor torch.
+- :mod:`labkit.serve.main`: the ``labkit serve`` command (:func:`main_serve`; :mod:`labkit.cli` calls it).
+
+Importing this package starts nothing and needs neither vLLM nor torch.
 
 Example:
     >>> from labkit.serve import build_vllm_command
@@ -20,8 +21,6 @@ Example:
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable, Iterable
 
 from .command import (
     CPU_ENV,
@@ -44,6 +43,7 @@ from .gpus import (
     plan_fit,
     weights_gb,
 )
+from .main import main_serve
 from .process import VLLMServer, diagnose_log, free_port, process_group_alive
 
 __all__ = [
@@ -70,18 +70,3 @@ __all__ = [
     "shown_command",
     "weights_gb",
 ]
-
-def main_serve(argv: list[str] | None = None, *, gpus: Iterable[GpuInfo] | None = None,
-               out: Callable[[str], None] = print) -> int:
-    """``labkit serve``: run vLLM in the foreground until Ctrl-C; ``--dry-run`` only prints.
-
-    The same as ``labkit serve ARGS`` (the parser lives in :mod:`labkit.cli`); ``gpus`` replaces
-    what ``nvidia-smi`` finds, ``out`` receives each printed line.
-
-    Example:
-        >>> main_serve(["--dry-run", "--python", "/opt/none/bin/python"], gpus=[], out=lambda s: None)
-        0
-    """
-    from ..cli import run_serve
-
-    return run_serve(argv, gpus=gpus, out=out)

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import re
 import shutil
@@ -28,8 +29,10 @@ from types import TracebackType
 from typing import IO
 
 from ..display import in_jupyter
-from ..errors import ServeError
+from ..errors import ServeError, UsageError
 from ..i18n import _
+from ..keyfile import keys_on_command_line
+from . import _watchdog
 from .command import (
     DEFAULT_HF_MODEL,
     DEFAULT_SERVED_NAME,
@@ -198,10 +201,12 @@ class VLLMServer:
     watchdog, in a new process group with output to ``log_path``, and waits for
     ``GET /health`` == 200. ``stop()`` ends the whole group (SIGTERM, then SIGKILL); it also runs at
     interpreter exit, and the watchdog does it when this process dies in any other way (even
-    SIGKILL), whichever thread started the server. ``port=None`` picks a free port. ``env`` is added
+    SIGKILL), whichever thread started the server, and it also ends what left the group (``setsid``):
+    see :attr:`escaped`. ``port=None`` picks a free port. ``env`` is added
     to ``os.environ`` for the child (e.g. :data:`OFFLINE_ENV`, :data:`CPU_ENV`). ``api_key`` reaches
-    vLLM as ``VLLM_API_KEY`` (not on the command line, where ``ps`` shows it) and is masked in every
-    message. ``kill_after`` is how long the group may take to end after SIGTERM.
+    vLLM as ``VLLM_API_KEY`` (not on the command line, where ``ps`` shows it; an ``--api-key`` in
+    ``extra_args`` is moved there too) and is masked in every message. ``kill_after`` is how long the
+    group may take to end after SIGTERM.
 
     Example:
         >>> server = VLLMServer("llava-hf/llava-v1.6-34b-hf", port=8000)
@@ -240,6 +245,10 @@ class VLLMServer:
         self.served_model_name = served_model_name
         self.host = host
         self.port = free_port(host) if port is None else port
+        extra_args, keys_in_args = keys_on_command_line(extra_args)  # vLLM gets them in its environment
+        if len(set(keys_in_args + ([api_key] if api_key else []))) > 1:
+            raise UsageError(_("vLLM takes one API key (through VLLM_API_KEY): give one, as api_key=..."))
+        api_key = api_key or (keys_in_args[0] if keys_in_args else None)
         self.api_key = api_key
         self.env = dict(env or {})
         if api_key:
@@ -260,7 +269,11 @@ class VLLMServer:
         self._lifeline: int | None = None
         self._log_file: IO[bytes] | None = None
         self._atexit_registered = False
+        self._report: int | None = None  # read end of the watchdog's report pipe
         self.startup_seconds: float | None = None
+        #: Processes that had left the server's process group (``setsid``, a daemon's double fork) and that
+        #: stopping had to end, as ``PID (command)`` strings: filled by :meth:`stop`.
+        self.escaped: list[str] = []
 
     # ---- what people see
     @property
@@ -347,19 +360,26 @@ class VLLMServer:
         self._log_file = self.log_path.open("wb")
         env = {**os.environ, **_QUIET_ENV, **self.env}
         read_end, write_end = os.pipe()  # both close-on-exec: only the watchdog gets the read end
+        report_read, report_write = os.pipe()  # what the watchdog had to end, read at stop()
+        self._report = report_read
+        self.escaped = []
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, str(_WATCHDOG), str(read_end), str(self.kill_after), "--", *self.command],
+                [sys.executable, str(_WATCHDOG), str(read_end), str(self.kill_after), "--port", str(self.port),
+                 "--report", str(report_write), "--", *self.command],
                 stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True, pass_fds=(read_end,),
+                start_new_session=True, pass_fds=(read_end, report_write),
             )
         except OSError as exc:
             os.close(write_end)
             self._close_log()
+            os.close(report_read)
+            self._report = None
             raise ServeError(_("Cannot start {exe}: {reason}.").format(
                 exe=repr(self.command[0]), reason=redact(str(exc), self.secrets))) from None
         finally:
             os.close(read_end)
+            os.close(report_write)
         self._pid = self._proc.pid
         self._lifeline = write_end  # held until stop(); closed by the kernel if this process dies
         if not self._atexit_registered:
@@ -441,7 +461,45 @@ class VLLMServer:
                 proc.wait()
             self._reap_group(pgid, timeout=min(timeout, 10.0))
             self._proc = None  # never signal that group id again: it may be reused by then
+            self._end_escaped()
         self._close_log()
+
+    def _end_escaped(self) -> None:
+        """Read what the watchdog ended outside the group, and end what is left in its cgroup (if the
+        watchdog itself was killed)."""
+        report, self._report = self._report, None
+        if report is None:
+            return
+        data = b""
+        os.set_blocking(report, False)
+        try:
+            while chunk := os.read(report, 65536):
+                data += chunk
+        except BlockingIOError:
+            pass  # a watchdog killed with SIGKILL leaves no end-of-file if a child kept the pipe
+        except OSError:
+            pass
+        finally:
+            os.close(report)
+        records = []
+        for line in data.decode(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        for record in records:
+            self.escaped += [str(p.get("process")) for p in record.get("escaped", []) if isinstance(p, dict)]
+        cgroup_path = next((r["cgroup"] for r in records if r.get("cgroup")), None)
+        if cgroup_path and Path(cgroup_path).name.startswith(_watchdog.CGROUP_PREFIX):
+            cgroup = _watchdog.Cgroup(Path(cgroup_path))
+            left = {pid for pid in cgroup.members() if _watchdog._live(pid)}
+            self.escaped += [_watchdog.describe(pid) for pid in sorted(left)]
+            if left:
+                cgroup.kill()
+            cgroup.remove()
+        self.escaped = [redact(text, self.secrets) for text in self.escaped]
 
     @staticmethod
     def _signal_group(pgid: int, sig: signal.Signals) -> None:

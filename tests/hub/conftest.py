@@ -1,11 +1,13 @@
 """Fixtures for tests/hub: a key-enforcing practice backend that records which key each request carried,
-and a real JupyterHub on loopback (loading deploy/jupyterhub_config.py).
+the students as real system users, and the hub deploy/one-machine.sh installed, on loopback.
 
-Run with `make test-hub` (scripts/test-hub.sh installs jupyterhub, configurable-http-proxy and chromium).
+Run with `make test-hub` (scripts/test-hub.sh installs configurable-http-proxy and chromium, then runs the
+recipe deploy/one-machine.sh).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import secrets
@@ -17,9 +19,18 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import requests
 import uvicorn
-from hubsupport import CHP, HUB_CONFIG, ROOT, STUDENTS, VENV_BIN, Backend, Hub, KeyRecorder, free_port, own_processes
+from hubsupport import (
+    HUB_ETC,
+    HUB_WORK,
+    STUDENTS,
+    STUDENTS_GROUP,
+    Backend,
+    Hub,
+    KeyRecorder,
+    own_processes,
+    running_hub,
+)
 
 from labkit.practice import PracticeConfig, create_app
 
@@ -60,54 +71,36 @@ def backend() -> Iterator[Backend]:
 
 
 @pytest.fixture(scope="session")
-def hub(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    """A real JupyterHub 6 on loopback, configured by deploy/jupyterhub_config.py plus test addresses."""
-    assert CHP.exists(), f"no configurable-http-proxy at {CHP}: run `make test-hub` (it installs it into .hub/)"
-    tmp = tmp_path_factory.mktemp("hub")
-    (tmp / "home").mkdir()
-    keys_file = tmp / "keys.csv"
-    with keys_file.open("w", newline="") as f:
-        csv.writer(f).writerows(backend.keys.items())
-    keys_file.chmod(0o600)
-    port = free_port()
-    hub = Hub(url=f"http://127.0.0.1:{port}", password=secrets.token_urlsafe(12),
-              service_token=secrets.token_hex(24), home=tmp / "home", log=tmp / "hub.log")
-    config = tmp / "jupyterhub_config.py"
-    config.write_text(HUB_CONFIG.format(
-        deploy=str(ROOT / "deploy" / "jupyterhub_config.py"), port=port, hub_port=free_port(), api_port=free_port(),
-        chp=str(CHP), tmp=str(tmp), singleuser=str(VENV_BIN / "jupyterhub-singleuser"),
-        args=["--allow-root"] if os.geteuid() == 0 else [], service_token=hub.service_token)
-        + f"c.SharedPasswordAuthenticator.user_password = {hub.password!r}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABKIT_", "OPENAI_", "JUPYTER"))}
-    env.update(LABKIT_BASE_URL=backend.base_url, LABKIT_KEYS_FILE=str(keys_file),
-               PATH=f"{VENV_BIN}:{os.path.dirname(CHP)}:{env.get('PATH', '/usr/bin:/bin')}",
-               CONFIGPROXY_AUTH_TOKEN=secrets.token_hex(16))
-    # Same process group as the test: `timeout` and Ctrl-C reach the hub, which then stops the proxy and servers.
-    with hub.log.open("wb") as log:
-        proc = subprocess.Popen([str(VENV_BIN / "jupyterhub"), "-f", str(config)], cwd=tmp, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+def accounts(backend: Backend) -> Iterator[str]:
+    """The students as real system users in the recipe's group (homes made 0755, as Debian's useradd does:
+    the hub must make them private), each with a password for the login form and a line in the keys file
+    the recipe made. Yields the password; the users and their homes are removed at the end."""
+    assert (HUB_ETC / "jupyterhub_config.py").is_file(), \
+        f"no {HUB_ETC}/jupyterhub_config.py: run `make test-hub` (it runs deploy/one-machine.sh first)"
+    password = secrets.token_urlsafe(12)
+    homes = HUB_WORK / "home"
+    homes.mkdir(mode=0o755, exist_ok=True)
+    made = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"JupyterHub exited ({proc.returncode}):\n{hub.log_tail()}"
-            assert time.monotonic() < deadline, f"JupyterHub did not answer within 60 s:\n{hub.log_tail()}"
-            try:
-                if requests.get(f"{hub.url}/hub/api/", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        yield hub
+        for name in STUDENTS:
+            assert subprocess.run(["id", name], capture_output=True).returncode != 0, f"{name} exists already"
+            subprocess.run(["useradd", "--create-home", "--base-dir", str(homes), "--key", "HOME_MODE=0755",
+                            "--groups", STUDENTS_GROUP, "--shell", "/bin/bash", name], check=True)
+            made.append(name)
+        subprocess.run(["chpasswd"], input="".join(f"{n}:{password}\n" for n in STUDENTS), text=True, check=True)
+        with (HUB_ETC / "keys.csv").open("a", newline="") as f:  # the admin's step: one line per student
+            csv.writer(f).writerows(backend.keys.items())
+        yield password
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        for pid in own_processes(tmp):  # anything the hub failed to stop
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        for name in made:
+            for pid in own_processes(homes / name):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            subprocess.run(["userdel", "--remove", name], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def hub(backend: Backend, accounts: str) -> Iterator[Hub]:
+    """The recipe's hub in front of the key-recording backend (LABKIT_BASE_URL set, as for a course backend)."""
+    with running_hub("main", accounts, {"LABKIT_BASE_URL": backend.base_url}) as hub:
+        yield hub

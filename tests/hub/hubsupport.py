@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+import signal
 import socket
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,10 +19,17 @@ import requests
 from websockets.sync.client import connect
 
 ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
+VENV_BIN = Path(sys.executable).parent  # the dev venv (make lab)
 CHP = Path(os.environ.get("LABKIT_CHP", ROOT / ".hub" / "node_modules" / ".bin" / "configurable-http-proxy"))
 CHROMIUM = os.environ.get("LABKIT_CHROMIUM", "/usr/bin/chromium")
-STUDENTS = ("student1", "student2")
+# What scripts/test-hub.sh made with deploy/one-machine.sh (names without LABKIT_: tests/conftest.py clears those).
+HUB_PREFIX = Path(os.environ.get("HUBTEST_PREFIX", "/opt/labkit-hub-test"))
+HUB_BIN = HUB_PREFIX / "bin"  # the hub's environment: students' servers run from it
+HUB_WORK = Path(os.environ.get("HUBTEST_WORK", "/nonexistent"))
+HUB_ETC = HUB_WORK / "etc"
+STUDENTS_GROUP = os.environ.get("HUBTEST_STUDENTS", "lkt-students")
+TA = os.environ.get("HUBTEST_TA", "lkt-ta")
+STUDENTS = ("lkt-ada", "lkt-bo")
 
 
 def free_port() -> int:
@@ -71,29 +83,23 @@ class Backend:
 
 
 HUB_CONFIG = """\
-# Written by tests/hub/conftest.py: the shipped example, then loopback addresses and a test login.
+# Written by tests/hub/conftest.py: the configuration deploy/one-machine.sh installed, then loopback
+# addresses, a state folder of this hub's own and the test driver's service token. The login (PAM, the
+# students' group), the spawner (real system users) and the services are the recipe's.
 c = get_config()  # noqa: F821
-load_subconfig({deploy!r})  # noqa: F821
+load_subconfig({config!r})  # noqa: F821
 
 c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
 c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_port}"
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
-c.ConfigurableHTTPProxy.command = [{chp!r}]
-c.ConfigurableHTTPProxy.pid_file = {tmp!r} + "/proxy.pid"
-c.JupyterHub.pid_file = {tmp!r} + "/hub.pid"
-c.JupyterHub.db_url = "sqlite:///" + {tmp!r} + "/hub.sqlite"
-c.JupyterHub.cookie_secret_file = {tmp!r} + "/cookie_secret"
-
-c.JupyterHub.authenticator_class = "shared-password"
-c.Authenticator.allow_all = True
-c.JupyterHub.spawner_class = "simple"
-c.SimpleLocalProcessSpawner.home_dir_template = {tmp!r} + "/home/{{username}}"
-c.Spawner.cmd = [{singleuser!r}]
+c.ConfigurableHTTPProxy.pid_file = {state!r} + "/proxy.pid"
+c.JupyterHub.pid_file = {state!r} + "/hub.pid"
+c.JupyterHub.db_url = "sqlite:///" + {state!r} + "/hub.sqlite"
+c.JupyterHub.cookie_secret_file = {state!r} + "/cookie_secret"
 c.Spawner.ip = "127.0.0.1"
-c.Spawner.args = list(c.Spawner.args) + {args!r}
 
-c.JupyterHub.services = [{{"name": "labkit-test", "api_token": {service_token!r}}}]
-c.JupyterHub.load_roles = [{{
+c.JupyterHub.services = list(c.JupyterHub.services) + [{{"name": "labkit-test", "api_token": {service_token!r}}}]
+c.JupyterHub.load_roles = list(c.JupyterHub.load_roles) + [{{
     "name": "labkit-test", "services": ["labkit-test"],
     "scopes": ["admin:users", "admin:servers", "tokens", "access:servers", "list:users", "read:users"],
 }}]
@@ -155,3 +161,47 @@ def run_in_terminal(server: str, headers: dict[str, str], command: str, timeout:
         requests.delete(f"{server}/api/terminals/{name}", headers=headers, timeout=30)
     assert "END-42" in seen, f"the terminal did not answer: {seen[-500:]!r}"
     return seen
+
+
+@contextlib.contextmanager
+def running_hub(name: str, password: str, env_extra: dict[str, str]) -> Iterator[Hub]:
+    """The recipe's hub (its own jupyterhub, the configuration it installed) on loopback ports, as root."""
+    assert CHP.exists(), f"no configurable-http-proxy at {CHP}: run `make test-hub` (it installs it into .hub/)"
+    state = HUB_WORK / f"state-{name}"
+    state.mkdir(mode=0o700)
+    port = free_port()
+    hub = Hub(url=f"http://127.0.0.1:{port}", password=password, service_token=secrets.token_hex(24),
+              home=HUB_WORK / "home", log=state / "hub.log")
+    config = state / "jupyterhub_config.py"
+    config.write_text(HUB_CONFIG.format(
+        config=str(HUB_ETC / "jupyterhub_config.py"), port=port, hub_port=free_port(), api_port=free_port(),
+        state=str(state), service_token=hub.service_token))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABKIT_", "OPENAI_", "JUPYTER", "VIRTUAL_ENV"))}
+    env.update(PATH="/usr/local/bin:/usr/bin:/bin", CONFIGPROXY_AUTH_TOKEN=secrets.token_hex(16), **env_extra)
+    # Same process group as the test: `timeout` and Ctrl-C reach the hub, which then stops the proxy and servers.
+    with hub.log.open("wb") as log:
+        proc = subprocess.Popen([str(HUB_BIN / "jupyterhub"), "-f", str(config)], cwd=state, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, f"JupyterHub exited ({proc.returncode}):\n{hub.log_tail()}"
+            assert time.monotonic() < deadline, f"JupyterHub did not answer within 60 s:\n{hub.log_tail()}"
+            try:
+                if requests.get(f"{hub.url}/hub/api/", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        yield hub
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        for pid in own_processes(HUB_WORK / "home") + own_processes(state):  # anything the hub failed to stop
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

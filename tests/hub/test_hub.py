@@ -4,16 +4,34 @@ servers through the hub's proxy, and each student's requests reach the backend w
 from __future__ import annotations
 
 import json
+import pwd
+import re
 import shutil
+import socket
+import stat
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 import requests
-from hubsupport import CHROMIUM, ROOT, STUDENTS, VENV_BIN, Backend, Hub, run_in_terminal
+from hubsupport import (
+    CHROMIUM,
+    HUB_BIN,
+    HUB_ETC,
+    HUB_WORK,
+    ROOT,
+    STUDENTS,
+    Backend,
+    Hub,
+    free_port,
+    run_in_terminal,
+)
+from support import processes_showing
 from websockets.sync.client import connect
 
 LESSON = "labkit/notebooks/01-first-request.ipynb"
@@ -28,15 +46,41 @@ def login(hub: Hub, name: str, password: str) -> requests.Response:
                         allow_redirects=False, timeout=30)
 
 
+@dataclass
+class Course:
+    """The course repository as students reach it (``url``, served by ``git daemon``), and the TA's clone."""
+
+    url: str
+    work: Path
+
+
 @pytest.fixture(scope="module")
-def course_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The course as a git repository (what nbgitpuller pulls from): this checkout's lessons."""
-    repo = tmp_path_factory.mktemp("course") / "labkit"
-    shutil.copytree(ROOT / "notebooks", repo / "notebooks",
+def course_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Course]:
+    """This checkout's lessons in a repository that students clone over git:// (as from a forge: a file://
+    path owned by root is refused by git for another user, 'dubious ownership')."""
+    served = HUB_WORK / "git"
+    bare = served / "labkit.git"
+    git(HUB_WORK, "init", "-q", "--bare", "-b", "main", str(bare))
+    work = tmp_path_factory.mktemp("course") / "labkit"
+    shutil.copytree(ROOT / "notebooks", work / "notebooks",
                     ignore=shutil.ignore_patterns("outputs", ".ipynb_checkpoints"))
-    git(repo.parent, "init", "-q", "-b", "main", str(repo))
-    commit(repo, "the course")
-    return repo
+    git(work.parent, "init", "-q", "-b", "main", str(work))
+    git(work, "remote", "add", "origin", str(bare))
+    commit(work, "the course")
+    port = free_port()
+    daemon = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={served}",
+                               "--listen=127.0.0.1", f"--port={port}", str(served)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield Course(f"git://127.0.0.1:{port}/labkit", work)
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -45,13 +89,15 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def commit(repo: Path, message: str) -> None:
+    """Commit the TA's changes and publish them to the repository students pull from."""
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", message)
+    git(repo, "push", "-q", "origin", "main")
 
 
-def gitpull(hub: Hub, name: str, repo: Path) -> list[dict]:
+def gitpull(hub: Hub, name: str, course: Course) -> list[dict]:
     """What the course's nbgitpuller link does, through the hub's proxy: the pull's event stream."""
-    query = urlencode({"repo": f"file://{repo}", "branch": "main", "targetpath": "labkit"})
+    query = urlencode({"repo": course.url, "branch": "main", "targetpath": "labkit"})
     headers = {"Authorization": f"token {hub.user_tokens[name]}"}
     events = []
     with requests.get(f"{hub.url}/user/{name}/git-pull/api?{query}", headers=headers, stream=True, timeout=120) as r:
@@ -140,10 +186,9 @@ def test_a_wrong_password_is_refused(hub: Hub) -> None:
     assert login(hub, STUDENTS[0], "not-the-password").status_code == 403
 
 
-def test_each_student_runs_lesson_01_with_their_own_key(students: Hub, backend: Backend, course_repo: Path) -> None:
-    repo = course_repo
+def test_each_student_runs_lesson_01_with_their_own_key(students: Hub, backend: Backend, course_repo: Course) -> None:
     for name in STUDENTS:
-        gitpull(students, name, repo)
+        gitpull(students, name, course_repo)
         mark = len(backend.recorder.seen)
         cells = run_notebook(students, name, LESSON)
         failed = [c for c in cells if c["status"] != "ok"]
@@ -168,12 +213,12 @@ def test_a_students_terminal_finds_labkit(students: Hub) -> None:
     name = STUDENTS[0]
     seen = run_in_terminal(f"{students.url}/user/{name}", {"Authorization": f"token {students.user_tokens[name]}"},
                            "command -v labkit; labkit workspace --help | head -n 1")
-    assert str(VENV_BIN / "labkit") in seen and "usage: labkit workspace" in seen, seen[-800:]
+    assert str(HUB_BIN / "labkit") in seen and "usage: labkit workspace" in seen, seen[-800:]
 
 
-def test_nbgitpuller_adds_new_lessons_and_keeps_a_students_edits(students: Hub, course_repo: Path) -> None:
-    name, repo = STUDENTS[1], course_repo
-    gitpull(students, name, repo)
+def test_nbgitpuller_adds_new_lessons_and_keeps_a_students_edits(students: Hub, course_repo: Course) -> None:
+    name, repo = STUDENTS[1], course_repo.work
+    gitpull(students, name, course_repo)
     headers = {"Authorization": f"token {students.user_tokens[name]}"}
     url = f"{students.url}/user/{name}/api/contents/{LESSON}"
     nb = requests.get(url, headers=headers, timeout=30).json()["content"]
@@ -182,7 +227,7 @@ def test_nbgitpuller_adds_new_lessons_and_keeps_a_students_edits(students: Hub, 
     assert put.status_code == 200, put.text
     shutil.copy(repo / "notebooks" / "02-images.ipynb", repo / "notebooks" / "08-new-lesson.ipynb")
     commit(repo, "a new lesson")
-    gitpull(students, name, repo)
+    gitpull(students, name, course_repo)
     mine = requests.get(url, headers=headers, timeout=30).json()["content"]
     assert mine["cells"][0]["source"].endswith("我的笔记：先看图片尺寸。")
     new = requests.get(f"{students.url}/user/{name}/api/contents/labkit/notebooks/08-new-lesson.ipynb",
@@ -190,7 +235,7 @@ def test_nbgitpuller_adds_new_lessons_and_keeps_a_students_edits(students: Hub, 
     assert new.status_code == 200
 
 
-def test_a_browser_login_lands_in_jupyterlab(students: Hub, course_repo: Path, tmp_path: Path) -> None:
+def test_a_browser_login_lands_in_jupyterlab(students: Hub, course_repo: Course, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), f"no browser at {CHROMIUM}: `apt-get install chromium` (make test-hub does)"
@@ -212,3 +257,69 @@ def test_a_browser_login_lands_in_jupyterlab(students: Hub, course_repo: Path, t
             page.screenshot(path=str(tmp_path / "lab.png"))
         finally:
             browser.close()
+
+
+def readme_link(hub: Hub, course: Course) -> str:
+    """The README's nbgitpuller link, with this hub and this course repository in it."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"https://HUB/hub/user-redirect/git-pull\?\S+", text)
+    assert match, "the README has no nbgitpuller link"
+    link = match.group(0).replace("https://HUB", hub.url)
+    query = dict(parse_qsl(urlsplit(link).query))
+    assert query["urlpath"] == "lab/tree/labkit/notebooks/00-setup.ipynb", query
+    query["repo"] = course.url  # the README's ORG/labkit on a forge: here, the same lessons over git://
+    return link.split("?", 1)[0] + "?" + urlencode(query)
+
+
+def test_the_readme_link_lands_on_lesson_00(students: Hub, course_repo: Course) -> None:
+    from playwright.sync_api import sync_playwright
+
+    name = STUDENTS[1]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            page.goto(f"{students.url}/hub/login", timeout=60_000)
+            page.fill("#username_input", name)
+            page.fill("#password_input", students.password)
+            page.click("#login_submit")
+            page.wait_for_url(f"**/user/{name}/lab**", timeout=90_000)
+            page.goto(readme_link(students, course_repo), timeout=60_000)
+            page.wait_for_url(f"**/user/{name}/lab/tree/labkit/notebooks/00-setup.ipynb**", timeout=120_000)
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
+        finally:
+            browser.close()
+    lesson = Path(pwd.getpwnam(name).pw_dir) / "labkit" / "notebooks" / "00-setup.ipynb"
+    assert lesson.is_file() and lesson.stat().st_uid == pwd.getpwnam(name).pw_uid
+
+
+def test_homes_keys_and_servers_are_private(students: Hub) -> None:
+    ada, bo = STUDENTS
+    for name in STUDENTS:
+        home = Path(pwd.getpwnam(name).pw_dir)
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700, f"{name}'s home is {oct(home.stat().st_mode)}"
+    bo_uid = pwd.getpwnam(bo).pw_uid
+    bo_server = next(int(p.parent.name) for p in Path("/proc").glob("[0-9]*/cmdline")
+                     if p.parent.stat().st_uid == bo_uid and b"jupyterhub-singleuser" in p.read_bytes())
+    keys = HUB_ETC / "keys.csv"
+    bo_home = pwd.getpwnam(bo).pw_dir
+    checks = {
+        "HOME": f"ls {bo_home}",
+        "NOTEBOOK": f"cat {bo_home}/labkit/notebooks/01-first-request.ipynb",
+        "KEYS": f"cat {keys}",
+        "ENVIRON": f"cat /proc/{bo_server}/environ",
+    }
+    command = "; ".join(f"{{ {cmd} >/dev/null 2>&1 && echo READ-{what}-$((1+1)) || echo DENIED-{what}-$((1+1)); }}"
+                        for what, cmd in checks.items())
+    seen = run_in_terminal(f"{students.url}/user/{ada}", {"Authorization": f"token {students.user_tokens[ada]}"},
+                           command + "; echo LANG-IS-$LABKIT_LANG-END")
+    for what in checks:
+        assert f"DENIED-{what}-2" in seen and f"READ-{what}-2" not in seen, f"{ada} could read {bo}'s {what}"
+    assert "LANG-IS-zh-END" in seen, "the course language reaches the students' servers"
+
+
+def test_no_key_on_any_command_line(students: Hub, backend: Backend) -> None:
+    for name, key in backend.keys.items():
+        assert processes_showing(key) == [], f"{name}'s key is on a command line"
