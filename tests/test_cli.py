@@ -69,6 +69,7 @@ def _practice(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[st
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LABKIT_", "OPENAI_"))}
+    full_env["LABKIT_LANG"] = "en"  # the assertions read English (Chinese is the default)
     proc = subprocess.Popen([labkit_cmd, "practice", "--port", str(port), "--fast", *args], env={**full_env, **env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for _ in range(200):

@@ -585,6 +585,7 @@ def _start_labkit_serve(tmp_path: Path, port: int, *extra: str, detach: str = ""
                         env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], list[str]]:
     """`python -m labkit serve` with the fake vLLM; returns it once it said "Serving", with its output so far."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LABKIT_", "OPENAI_", "VLLM_"))}
+    full_env["LABKIT_LANG"] = "en"  # the assertions read English (Chinese is the default)
     full_env.update(FAKE_VLLM_DETACH=detach, FAKE_VLLM_PIDFILE=str(tmp_path / "server.pid"), **(env or {}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "labkit", "serve", "--cpu", "--model", "build/tiny", "--python",
