@@ -195,17 +195,30 @@ def _hint_for(code: Any, message: str) -> str:
     return _("Check the request's fields against the course API document.")
 
 
-def _status_message(exc: openai.APIStatusError) -> tuple[str, Any]:
-    """The backend's own message, or a one-line summary when the body is not an API error."""
+def _status_message(exc: openai.APIStatusError, timeout: float | None = None) -> tuple[str, Any]:
+    """The backend's own message, or a one-line summary when the body is not an API error. labkit's
+    clients read an error body only up to a bound and within the timeout (:mod:`labkit.transport`):
+    a body cut short is summarised from what arrived, and the message says so."""
     message, code = error_message(exc.body)
     if isinstance(exc.body, (dict, list)):
         return message or exc.message, code
     response = getattr(exc, "response", None)
     content_type = response.headers.get("content-type") if response is not None else None
-    if exc.body or (response is not None and response.content):
-        raw = response.content if response is not None else str(exc.body)
-        return describe_body(content_type, raw), None
-    return "", None
+    raw = getattr(exc, "head", None)
+    if raw is None:
+        try:
+            raw = response.content if response is not None else b""
+        except Exception:  # a body that was never read
+            raw = b""
+    if not (exc.body or raw):
+        return "", None
+    said = describe_body(content_type, raw or str(exc.body))
+    if getattr(exc, "cut_by_deadline", False):
+        said += _("; the rest of the body was still arriving after {seconds} s (LABKIT_TIMEOUT) and was not "
+                  "waited for").format(seconds=f"{timeout:g}" if timeout is not None else "?")
+    elif getattr(exc, "complete", True) is False:
+        said += _("; only its first {size:,} bytes were read").format(size=len(raw))
+    return said, None
 
 
 def translate_error(exc: BaseException, *, base_url: str, model: str, api_key: str | Secret | None,
@@ -226,7 +239,7 @@ def translate_error(exc: BaseException, *, base_url: str, model: str, api_key: s
     waited = f"{timeout:g}" if timeout is not None else "?"
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
-        message, code = _status_message(exc)
+        message, code = _status_message(exc, timeout)
         if status in (401, 403):
             return AuthError(_(
                 "The backend at {url} refused the API key {key} (HTTP {status}). Set LABKIT_API_KEY (or "

@@ -1,0 +1,249 @@
+"""Servers that misbehave on purpose, written with raw sockets (no HTTP library between the test and
+the bytes): trickled headers, a trickled or huge error body, an answer that never ends, requests that
+cannot be encoded. The real openai client inside labkit talks to them (issue 16 item 4, issue 17
+items 3 and 7)."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import labkit
+from labkit.transport import ERROR_BODY_LIMIT
+
+TIMEOUT = 1.0
+SLACK = 4.0  # seconds a loaded machine may add; the bugs held for minutes or forever
+
+
+class Conn:
+    """One accepted connection: the request was read; ``sent`` counts the bytes written to it."""
+
+    def __init__(self, sock: socket.socket, stop: threading.Event) -> None:
+        self.sock, self.stop, self.sent = sock, stop, 0
+
+    def send(self, data: bytes) -> bool:
+        """Write ``data``; False once the client has gone (or the test ended)."""
+        if self.stop.is_set():
+            return False
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            return False
+        self.sent += len(data)
+        return True
+
+    def trickle(self, data: bytes, every: float) -> None:
+        """One byte every ``every`` seconds, until the client goes."""
+        for i in range(len(data)):
+            if not self.send(data[i:i + 1]) or self.stop.wait(every):
+                return
+
+
+@contextmanager
+def raw_server(handle: Callable[[Conn], None]) -> Iterator[tuple[str, list[Conn]]]:
+    """A listening socket on a free port; each connection's request is read, then ``handle`` answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    conns: list[Conn] = []
+
+    def serve(sock: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            piece = sock.recv(65536)
+            if not piece:
+                return
+            data += piece
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        while len(body) < length:
+            piece = sock.recv(65536)
+            if not piece:
+                return
+            body += piece
+        conn = Conn(sock, stop)
+        conns.append(conn)
+        try:
+            handle(conn)
+        finally:
+            sock.close()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                sock, _addr = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(sock,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1", conns
+    finally:
+        stop.set()
+        listener.close()
+
+
+def event(delta: dict[str, object], finish: str | None = None) -> bytes:
+    chunk = {"id": "c", "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+STREAM_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+               + event({"role": "assistant"}))
+
+
+def timed(call: Callable[[], object]) -> tuple[BaseException, float]:
+    started = time.monotonic()
+    with pytest.raises(labkit.LabkitError) as info:
+        call()
+    return info.value, time.monotonic() - started
+
+
+# --- waits bounded by the timeout (issue 17 item 3) -------------------------------------------------------
+
+def test_trickled_response_headers_end_at_the_timeout() -> None:
+    head = b"HTTP/1.1 200 OK\r\n" + b"x-padding: " + b"a" * 500 + b"\r\n\r\n"
+    with raw_server(lambda c: c.trickle(head, 0.1)) as (base, _conns):
+        labkit.configure(base_url=base, timeout=TIMEOUT)
+        error, took = timed(lambda: labkit.chat("Hi", display=False))
+    assert isinstance(error, labkit.BackendUnreachable)
+    assert "headers were still arriving after 1 s" in str(error) and "Nothing is listening" not in str(error)
+    assert took < TIMEOUT + SLACK
+
+
+def test_a_500_whose_body_trickles_ends_at_the_timeout_and_says_what_came() -> None:
+    body = b"Internal error: the worker is restarting" + b"." * 500
+    head = (b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ncontent-length: "
+            + str(len(body)).encode() + b"\r\n\r\n")
+
+    def handle(c: Conn) -> None:
+        c.send(head + body[:20])
+        c.trickle(body[20:], 0.1)
+
+    with raw_server(handle) as (base, _conns):
+        labkit.configure(base_url=base, timeout=TIMEOUT)
+        error, took = timed(lambda: labkit.chat("Hi", display=False))
+    message = str(error)
+    assert type(error) is labkit.BackendError and error.status == 500
+    assert "HTTP 500" in message and "Internal error: the worker" in message
+    assert "still arriving after 1 s" in message and "Nothing is listening" not in message
+    assert took < TIMEOUT + SLACK
+
+
+def endless(c: Conn) -> None:
+    c.send(STREAM_HEAD)
+    while c.send(event({"content": " word"})) and not c.stop.wait(0.02):
+        pass
+
+
+def test_an_endless_answer_stops_at_its_deadline_with_the_text_so_far() -> None:
+    with raw_server(endless) as (base, _conns):
+        labkit.configure(base_url=base, timeout=TIMEOUT)
+        error, took = timed(lambda: labkit.chat("Hi", display=False, deadline=1.5))
+    assert isinstance(error, labkit.StreamError) and error.reason == "deadline"
+    assert error.partial_text.strip().startswith("word word")
+    assert "deadline of 1.5 s (deadline)" in str(error) and "max_tokens" in str(error)
+    assert 1.4 < took < 1.5 + SLACK
+
+
+def test_labkit_max_seconds_bounds_every_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABKIT_MAX_SECONDS", "1")
+    with raw_server(endless) as (base, _conns):
+        labkit.configure(base_url=base, timeout=TIMEOUT)
+        error, took = timed(lambda: labkit.chat("Hi", display=False))
+    assert isinstance(error, labkit.StreamError) and error.reason == "deadline"
+    assert "(LABKIT_MAX_SECONDS)" in str(error)
+    assert took < 1 + SLACK
+
+
+def test_a_deadline_also_bounds_the_wait_for_the_first_word() -> None:
+    def silent_stream(c: Conn) -> None:  # headers, then keep-alive comments within the timeout
+        c.send(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n")
+        while c.send(b": ping\n\n") and not c.stop.wait(0.2):
+            pass
+
+    with raw_server(silent_stream) as (base, _conns):
+        labkit.configure(base_url=base, timeout=30)
+        error, took = timed(lambda: labkit.chat("Hi", display=False, deadline=1))
+    assert isinstance(error, labkit.StreamError) and error.reason == "deadline"
+    assert "waiting for the first word" in str(error)
+    assert took < 1 + SLACK
+
+
+def test_run_batch_applies_the_deadline_to_each_item(tmp_path: Path) -> None:
+    with raw_server(endless) as (base, _conns):
+        labkit.configure(base_url=base, timeout=TIMEOUT, max_seconds=1)
+        items = [labkit.BatchItem(f"q{i}", "Hi") for i in range(3)]
+        started = time.monotonic()
+        result = labkit.run_batch(items, tmp_path / "out.jsonl", concurrency=3, progress=False)
+        took = time.monotonic() - started
+    assert result.failed == 3
+    for record in result.records.values():
+        assert record["error_type"] == "StreamError" and "deadline of 1 s" in record["error"]
+        assert record["partial"].strip().startswith("word")
+    assert took < 1 + SLACK
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "nan", "soon"])
+def test_a_bad_max_seconds_is_named(bad: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABKIT_MAX_SECONDS", bad)
+    with pytest.raises(labkit.ConfigError, match="LABKIT_MAX_SECONDS"):
+        labkit.load_settings()
+
+
+@pytest.mark.parametrize("bad", [0, -2, math.inf, "60", True])
+def test_a_bad_deadline_argument_is_named(bad: object) -> None:
+    with pytest.raises(labkit.UsageError, match="deadline="):
+        labkit.stream_chat("Hi", deadline=bad)  # type: ignore[arg-type]
+
+
+# --- error bodies read up to a bound (issue 17 item 7) ----------------------------------------------------
+
+def test_a_huge_error_body_is_read_only_up_to_a_bound() -> None:
+    size = 200 * 1024 * 1024
+    piece = b"x" * 65536
+
+    def handle(c: Conn) -> None:
+        c.send(b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ncontent-length: "
+               + str(size).encode() + b"\r\n\r\nworker failed: " + piece)
+        while c.sent < size and c.send(piece):
+            pass
+
+    with raw_server(handle) as (base, conns):
+        labkit.configure(base_url=base, timeout=10)
+        error, _took = timed(lambda: labkit.chat("Hi", display=False))
+        time.sleep(0.2)
+        sent = conns[0].sent
+    assert type(error) is labkit.BackendError and error.status == 500
+    assert "worker failed" in str(error) and f"only its first {ERROR_BODY_LIMIT:,} bytes were read" in str(error)
+    assert sent < 16 * 1024 * 1024, f"the client took {sent:,} bytes of a 200 MB error body"
+
+
+# --- requests that cannot be encoded (issue 16 item 4) ----------------------------------------------------
+
+@pytest.mark.parametrize(("prompt", "options", "named"), [
+    ("Hi", {"temperature": math.nan}, "temperature is nan"),
+    ("Hi", {"top_p": math.inf}, "top_p is inf"),
+    ("Hi \ud83d there", {}, "lone surrogate '\\ud83d' at position 3"),
+    ([{"role": "user", "content": [{"type": "text", "text": "ok \udc80"}]}], {},
+     "messages[0]['content'][0]['text'] holds a lone surrogate"),
+])
+def test_a_request_that_cannot_be_encoded_is_a_usage_error_naming_the_value(
+        prompt: object, options: dict[str, object], named: str) -> None:
+    with raw_server(lambda c: None) as (base, conns):
+        labkit.configure(base_url=base, timeout=TIMEOUT)
+        with pytest.raises(labkit.UsageError) as info:
+            labkit.chat(prompt, display=False, **options)  # type: ignore[arg-type]
+        time.sleep(0.1)
+    assert named in str(info.value) and "Nothing was sent" in str(info.value)
+    assert "Talking to" not in str(info.value)
+    assert conns == [], "nothing reached the server"
