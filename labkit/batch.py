@@ -15,8 +15,10 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import threading
 import time
 import warnings
@@ -217,6 +219,21 @@ def _ask(item: BatchItem, settings: Settings, client: Any, options: dict[str, An
     return record
 
 
+def _write_failed(path: Path, exc: OSError) -> OutputError:
+    """The error for a results file that could not be written: which file, why, and the fix."""
+    where = _readable(str(path))
+    reason = exc.strerror or exc.__class__.__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = _("The disk (or your quota) is full: free some space, or pass a results file on another disk")
+    elif exc.errno == errno.EFBIG:
+        fix = _("The file is larger than this system allows: pass a new results file")
+    else:
+        fix = _("Fix that, or pass a results file elsewhere")
+    return OutputError(_("Could not write the results to {path}: {reason}. {fix}, then run again: the answers "
+                         "already in the file are kept and only the missing ones are asked.").format(
+                         path=where, reason=reason, fix=fix))
+
+
 def _append(handle: Any, record: dict[str, Any]) -> None:
     try:
         line = json.dumps(record, ensure_ascii=False).encode("utf-8")
@@ -246,6 +263,20 @@ class _open_results:
         where = _readable(str(self.path))
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise OutputError(_("The folder {folder} for the results cannot be made: something that is not a folder "
+                                "(a file, or a link to nowhere) has that name. Pass a results file in another "
+                                "folder.").format(folder=_readable(str(self.path.parent)))) from None
+        except OSError as exc:
+            if isinstance(exc, PermissionError):
+                raise OutputError(_("labkit may not write {path}: the folder or the file is read-only. Pass a "
+                                    "results file in a folder you can write (e.g. your home folder), or fix the "
+                                    "permissions (chmod u+w).").format(path=where)) from None
+            raise OutputError(_("The folder {folder} for the results cannot be made: {reason}. Pass a results file "
+                                "in a folder that exists or can be made (e.g. 'answers.jsonl' in the current "
+                                "folder).").format(folder=_readable(str(self.path.parent)),
+                                                   reason=exc.strerror or exc.__class__.__name__)) from None
+        try:
             self.handle = self.path.open("ab+")
         except PermissionError:
             raise OutputError(_("labkit may not write {path}: the folder or the file is read-only. Pass a results "
@@ -254,6 +285,14 @@ class _open_results:
         except IsADirectoryError:
             raise OutputError(_("{path} is a folder: pass a file name for the results, e.g. answers.jsonl.").format(
                 path=where)) from None
+        except OSError as exc:
+            raise OutputError(_("labkit cannot open {path} for the results: {reason}. Pass another results file, "
+                                "e.g. answers.jsonl in the current folder.").format(
+                                path=where, reason=exc.strerror or exc.__class__.__name__)) from None
+        if not stat.S_ISREG(os.fstat(self.handle.fileno()).st_mode):  # a device or a pipe: reading would not end
+            self.handle.close()
+            raise OutputError(_("{path} is not a regular file (a device, a pipe or a socket): pass a file name for the "
+                                "results, e.g. answers.jsonl.").format(path=where))
         if fcntl is not None:
             try:
                 fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -264,8 +303,14 @@ class _open_results:
                                     "results file.").format(path=where)) from None
         return self.handle
 
-    def __exit__(self, *exc: object) -> None:
-        self.handle.close()  # closing releases the lock
+    def __exit__(self, kind: object, *exc: object) -> None:
+        __tracebackhide__ = True
+        try:
+            self.handle.close()  # closing releases the lock
+        except OSError as error:  # the last buffered bytes could not be written (a full disk)
+            if kind is None:
+                raise _write_failed(self.path, error) from None
+            # an error is already on its way out (the same full disk, said with the path): keep it
 
 
 def run_batch(
@@ -317,7 +362,12 @@ def run_batch(
         if handle.tell():
             handle.seek(-1, os.SEEK_END)
             if handle.read(1) != b"\n":
-                handle.write(b"\n")  # a crash cut the last line: start a fresh one
+                try:
+                    handle.write(b"\n")  # a crash cut the last line: start a fresh one
+                    handle.flush()
+                except OSError as exc:
+                    bar.close()
+                    raise _write_failed(path, exc) from None
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="labkit-batch")
         pending: set[Future[dict[str, Any]]] = {pool.submit(_ask, item, settings, client, options, stop)
                                                 for item in todo}
@@ -326,7 +376,11 @@ def run_batch(
                 completed, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in completed:
                     record = future.result()
-                    _append(handle, record)
+                    try:
+                        _append(handle, record)
+                    except OSError as exc:  # a full disk: stop asking, say which file and what to do
+                        stop.set()
+                        raise _write_failed(path, exc) from None
                     done[record["id"]] = record
                     if record["status"] == "ok":
                         result.answered += 1
@@ -338,7 +392,7 @@ def run_batch(
             result.interrupted = True
             stop.set()  # running requests close their streams; their answers are not recorded
         finally:
-            pool.shutdown(wait=not result.interrupted, cancel_futures=True)
+            pool.shutdown(wait=not (result.interrupted or stop.is_set()), cancel_futures=True)
             bar.close()
     result.records = {str(item.id): done[str(item.id)] for item in items if str(item.id) in done}
     result.wall_time = time.perf_counter() - started

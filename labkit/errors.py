@@ -123,8 +123,9 @@ class StreamError(BackendError):
     """A streaming answer broke off. ``partial_text`` holds what arrived before it did; ``reason`` is
     ``"dropped"`` (the connection broke), ``"stalled"`` (nothing arrived in time), ``"incomplete"``
     (the stream ended without a finish reason), ``"empty"`` (it finished, ``finish_reason`` says how,
-    without a word of answer), ``"backend"`` (the backend sent an error event) or ``"deadline"`` (the
-    answer took longer than its ``deadline=`` / ``LABKIT_MAX_SECONDS``)."""
+    without a word of answer), ``"backend"`` (the backend sent an error event), ``"malformed"`` (an
+    event that is not JSON, a body that cannot be decoded) or ``"deadline"`` (the answer took longer
+    than its ``deadline=`` / ``LABKIT_MAX_SECONDS``)."""
 
     def __init__(
         self,

@@ -32,7 +32,7 @@ from .errors import (
 )
 from .i18n import _
 
-__all__ = ["transport_errors", "timeout_errors", "error_message", "describe_body", "retry_after",
+__all__ = ["transport_errors", "timeout_errors", "decoding_error", "error_message", "describe_body", "retry_after",
            "translate_error"]
 
 
@@ -55,6 +55,7 @@ def _exception_types(attr: str) -> tuple[type[BaseException], ...]:
 _TRANSPORT_ERRORS = _exception_types("TransportError") + (openai.APIConnectionError,)
 _TIMEOUT_ERRORS = _exception_types("TimeoutException") + (openai.APITimeoutError,)
 _CONNECT_TIMEOUTS = _exception_types("ConnectTimeout") + _exception_types("PoolTimeout")
+_DECODING_ERRORS = _exception_types("DecodingError")
 
 _SHORT = 120  # characters of a foreign body quoted in a message
 
@@ -79,6 +80,22 @@ def timeout_errors() -> tuple[type[BaseException], ...]:
         True
     """
     return _TIMEOUT_ERRORS
+
+
+def decoding_error(exc: BaseException | None) -> BaseException | None:
+    """The HTTP library's "cannot decode this body" error (a garbled gzip) in ``exc`` or its causes.
+
+    Example:
+        >>> import httpx2
+        >>> decoding_error(RuntimeError("x")) is None, decoding_error(httpx2.DecodingError("bad gzip")) is not None
+        (True, True)
+    """
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, _DECODING_ERRORS):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 def error_message(body: Any) -> tuple[str, Any]:
@@ -210,6 +227,10 @@ def _status_message(exc: openai.APIStatusError, timeout: float | None = None) ->
             raw = response.content if response is not None else b""
         except Exception:  # a body that was never read
             raw = b""
+    if getattr(exc, "garbled", False):
+        encoding = response.headers.get("content-encoding", "?") if response is not None else "?"
+        return _("a body marked Content-Encoding: {encoding} that cannot be decoded (garbled by the server or a "
+                 "proxy on the way)").format(encoding=encoding), None
     if not (exc.body or raw):
         return "", None
     said = describe_body(content_type, raw or str(exc.body))

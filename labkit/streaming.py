@@ -17,6 +17,7 @@ may also be given a deadline for the whole of it (``deadline=`` or ``LABKIT_MAX_
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 import threading
@@ -32,7 +33,14 @@ from .cleanup import RolePrefixStripper
 from .config import Settings, load_settings
 from .display import DisplayMode, LiveView, make_view, notice
 from .errors import BackendUnreachable, LabkitError, RateLimited, StreamError, UnexpectedResponse, UsageError
-from .failures import describe_body, error_message, timeout_errors, translate_error, transport_errors
+from .failures import (
+    decoding_error,
+    describe_body,
+    error_message,
+    timeout_errors,
+    translate_error,
+    transport_errors,
+)
 from .i18n import _
 from .images import ImageSource
 from .messages import Message, user
@@ -378,13 +386,18 @@ class ChatStream:
         except openai.APIStatusError as exc:  # vLLM's {"error": …} event: openai raises on it
             message, code = error_message(exc.body)
             raise self._server_error(message or exc.message, code) from None
+        except json.JSONDecodeError as exc:  # an event that is not JSON: the stream is not an OpenAI stream
+            raise self._not_json(exc.doc) from None
         except timeout_errors():
             if self._past_deadline():
                 raise self._over_deadline() from None
             raise self._stalled(events) from None
-        except transport_errors():
+        except transport_errors() as exc:
             if watchdog is not None and watchdog.fired:  # the watchdog cut a stream that sent no chunk in time
                 raise self._stalled(events) from None
+            garbled = decoding_error(exc)
+            if garbled is not None:
+                raise self._garbled(http, garbled) from None
             raise self._broken() from None
         except openai.APIError as exc:  # an error event of another shape
             message, code = error_message(exc.body)
@@ -478,6 +491,23 @@ class ChatStream:
                 "or rephrase the question; if it keeps happening, tell your TA.")
         return StreamError(message.format(url=self.base_url, came=came, finish=finish_reason),
                            partial_text=self._partial(), reason="empty", finish_reason=finish_reason)
+
+    def _not_json(self, data: str) -> StreamError:
+        return StreamError(_(
+            "The stream from {url} carried an event that is not JSON: {event}; {partial}. The server does not speak "
+            "the OpenAI streaming protocol, or a proxy changed the stream: check LABKIT_BASE_URL; if it is the "
+            "course backend, tell your TA.").format(
+            url=self.base_url, event=repr(" ".join(data.split())[:80]), partial=self._partial_note()),
+            partial_text=self._partial(), reason="malformed", body=data[:_FOREIGN_BODY_LIMIT])
+
+    def _garbled(self, http: Any, exc: BaseException) -> StreamError:
+        encoding = http.headers.get("content-encoding", "?") if http is not None else "?"
+        return StreamError(_(
+            "The answer from {url} cannot be decoded: it is marked Content-Encoding: {encoding}, but the bytes are "
+            "not ({error}); {partial}. The server or a proxy on the way garbles it: ask again; if it keeps "
+            "happening, tell your TA (a proxy that compresses streams is the usual cause).").format(
+            url=self.base_url, encoding=encoding, error=str(exc)[:80] or type(exc).__name__,
+            partial=self._partial_note()), partial_text=self._partial(), reason="malformed")
 
     def _broken(self) -> StreamError:
         return StreamError(_(

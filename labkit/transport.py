@@ -151,14 +151,16 @@ class _Backend(httpcore2.NetworkBackend):
 class BoundedStatusError(openai.APIStatusError):
     """An error answer whose body was read only up to :data:`ERROR_BODY_LIMIT` bytes (and within the
     deadline). ``head`` holds the bytes read (decoded); ``complete`` whether that was the whole
-    body; ``cut_by_deadline`` whether the deadline ended the read."""
+    body; ``cut_by_deadline`` whether the deadline ended the read; ``garbled`` whether its
+    ``Content-Encoding`` could not be decoded."""
 
     def __init__(self, message: str, *, response: Any, body: object, head: bytes, complete: bool,
-                 cut_by_deadline: bool) -> None:
+                 cut_by_deadline: bool, garbled: bool = False) -> None:
         super().__init__(message, response=response, body=body)
         self.head = head
         self.complete = complete
         self.cut_by_deadline = cut_by_deadline
+        self.garbled = garbled
 
 
 def _read_error_body(response: Any) -> None:
@@ -167,7 +169,7 @@ def _read_error_body(response: Any) -> None:
     if response.status_code < 400:
         return
     head = bytearray()
-    complete, cut = False, False
+    complete, cut, garbled = False, False, False
     try:
         for piece in response.iter_bytes():
             head += piece
@@ -177,6 +179,7 @@ def _read_error_body(response: Any) -> None:
             complete = True
     except Exception as exc:  # a deadline, a dropped connection, a garbled encoding: keep what came
         cut = isinstance(exc, _timeouts())
+        garbled = type(exc).__name__ == "DecodingError"
     finally:
         response.close()
     data = bytes(head[:ERROR_BODY_LIMIT])
@@ -186,7 +189,7 @@ def _read_error_body(response: Any) -> None:
         body = data.decode("utf-8", "replace") if data else None
     message = f"Error code: {response.status_code} - {body}"
     raise BoundedStatusError(message, response=response, body=body, head=data, complete=complete,
-                             cut_by_deadline=cut)
+                             cut_by_deadline=cut, garbled=garbled)
 
 
 def _timeouts() -> tuple[type[BaseException], ...]:

@@ -247,3 +247,42 @@ def test_a_request_that_cannot_be_encoded_is_a_usage_error_naming_the_value(
     assert named in str(info.value) and "Nothing was sent" in str(info.value)
     assert "Talking to" not in str(info.value)
     assert conns == [], "nothing reached the server"
+
+
+# --- what came back, said in labkit's words (issue 17 item 6) ---------------------------------------------
+
+def not_json(c: Conn) -> None:
+    c.send(STREAM_HEAD + event({"content": "Hello"}) + b"data: <html>proxy error</html>\n\n"
+           + event({}, "stop") + b"data: [DONE]\n\n")
+
+
+def test_an_event_that_is_not_json_is_a_stream_error_quoting_it(tmp_path: Path) -> None:
+    with raw_server(not_json) as (base, _conns):
+        labkit.configure(base_url=base, timeout=TIMEOUT)
+        with pytest.raises(labkit.StreamError) as info:
+            labkit.chat("Hi", display=False)
+        result = labkit.run_batch([labkit.BatchItem("a", "Hi")], tmp_path / "out.jsonl", progress=False)
+    assert info.value.reason == "malformed" and info.value.partial_text == "Hello"
+    assert "not JSON: '<html>proxy error</html>'" in str(info.value) and "LABKIT_BASE_URL" in str(info.value)
+    record = result.records["a"]
+    assert record["error_type"] == "StreamError" and "not JSON" in record["error"]
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_garbled_gzip_is_named_not_called_a_dropped_connection(status: int) -> None:
+    reason = b"OK" if status == 200 else b"Internal Server Error"
+    kind = b"text/event-stream" if status == 200 else b"application/json"
+    body = b"this is not gzip at all" * 4
+
+    def handle(c: Conn) -> None:
+        c.send(b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s"
+               % (status, reason, kind, len(body), body))
+
+    with raw_server(handle) as (base, conns):
+        labkit.configure(base_url=base, timeout=TIMEOUT)
+        with pytest.raises(labkit.BackendError) as info:
+            labkit.chat("Hi", display=False)
+    message = str(info.value)
+    assert "Content-Encoding: gzip" in message and "garble" in message
+    assert "dropped" not in message and "Nothing is listening" not in message
+    assert len(conns) == 1, "a garbled answer is not asked again"
