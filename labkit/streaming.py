@@ -301,7 +301,10 @@ class ChatStream:
                 # request again behind others, and text already shown must not be asked for twice.
                 if self.reply.chunks or exc.reason != "dropped" or attempt > self.retries:
                     raise
-                self.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))
+                pause = min(4.0, 0.5 * 2 ** (attempt - 1))
+                if self._ends_at is not None and time.monotonic() + pause >= self._ends_at:
+                    raise  # no time left for another try: the connection error says what happened
+                self.sleep(pause)
             except RateLimited as exc:
                 if attempt > self.retries:
                     raise
