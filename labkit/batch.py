@@ -1,8 +1,11 @@
 """Asking many questions: bounded concurrency, a progress bar, answers saved as they arrive,
 resumable after an interruption, failures recorded per item.
 
-The results file is JSON Lines, one record per finished item, appended and flushed to disk as each
-answer arrives (only the main thread writes). After a crash or a killed kernel, :func:`run_batch`
+The results file is JSON Lines, one record per finished item, appended and handed to the operating
+system as each answer arrives (only the main thread writes), so a killed kernel loses nothing; it is
+synced to the disk itself at most once a second and at the end (a sync per answer cost more than a
+short answer takes), so a power cut loses at most the last second's answers, which a resume asks
+again. After a crash or a killed kernel, :func:`run_batch`
 with the same file skips the items already answered, retries the failed ones, and ignores a line
 cut off half-way; nothing is lost or duplicated (:func:`load_results` keeps the last record of
 each item).
@@ -234,6 +237,18 @@ def _write_failed(path: Path, exc: OSError) -> OutputError:
                          path=where, reason=reason, fix=fix))
 
 
+SYNC_EVERY = 1.0  # seconds between syncs of the results file to the disk
+
+
+def _sync(handle: Any, path: Path) -> None:
+    """The results so far, on the disk itself (not only in the operating system's cache)."""
+    __tracebackhide__ = True
+    try:
+        os.fsync(handle.fileno())
+    except OSError as exc:
+        raise _write_failed(path, exc) from None
+
+
 def _append(handle: Any, record: dict[str, Any]) -> None:
     try:
         line = json.dumps(record, ensure_ascii=False).encode("utf-8")
@@ -245,8 +260,7 @@ def _append(handle: Any, record: dict[str, Any]) -> None:
             record["image_readable"] = _readable(record["image"])
         line = json.dumps(record, ensure_ascii=True).encode("ascii")
     handle.write(line + b"\n")
-    handle.flush()
-    os.fsync(handle.fileno())
+    handle.flush()  # in the kernel now: a killed process loses nothing
 
 
 class _open_results:
@@ -371,8 +385,12 @@ def run_batch(
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="labkit-batch")
         pending: set[Future[dict[str, Any]]] = {pool.submit(_ask, item, settings, client, options, stop)
                                                 for item in todo}
+        synced = time.monotonic()
         try:
             while pending:
+                if time.monotonic() - synced >= SYNC_EVERY:
+                    _sync(handle, path)
+                    synced = time.monotonic()
                 completed, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in completed:
                     record = future.result()
@@ -388,9 +406,11 @@ def run_batch(
                         result.failed += 1
                     bar.update(1)
                     bar.set_postfix(failed=result.failed, refresh=False)
+            _sync(handle, path)
         except KeyboardInterrupt:
             result.interrupted = True
             stop.set()  # running requests close their streams; their answers are not recorded
+            _sync(handle, path)
         finally:
             pool.shutdown(wait=not (result.interrupted or stop.is_set()), cancel_futures=True)
             bar.close()
