@@ -342,7 +342,9 @@ def run_batch(
     Items already answered in ``out`` are skipped (failed ones are asked again unless
     ``retry_failed=False``). A failure is recorded for its item and the run goes on. Jupyter's stop
     button (or Ctrl-C) stops the run; what was answered is already on disk. ``options`` go to
-    :func:`labkit.stream_chat` (``max_tokens``, ``temperature`` …).
+    :func:`labkit.stream_chat` (``max_tokens``, ``temperature`` …); ``deadline=`` (or
+    ``LABKIT_MAX_SECONDS``) bounds each item's answer, and an item past it is recorded as failed
+    with the text that had arrived.
 
     Example:
         >>> result = run_batch(items_from_folder("images", "Describe the image"), "answers.jsonl")  # doctest: +SKIP

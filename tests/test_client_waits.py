@@ -179,12 +179,14 @@ def test_a_deadline_also_bounds_the_wait_for_the_first_word() -> None:
     assert took < 1 + SLACK
 
 
-def test_run_batch_applies_the_deadline_to_each_item(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["configure(max_seconds=1)", "run_batch(deadline=1)"])
+def test_run_batch_applies_the_deadline_to_each_item(how: str, tmp_path: Path) -> None:
     with raw_server(endless) as (base, _conns):
-        labkit.configure(base_url=base, timeout=TIMEOUT, max_seconds=1)
+        labkit.configure(base_url=base, timeout=TIMEOUT, max_seconds=1 if how.startswith("configure") else None)
+        options = {"deadline": 1} if how.startswith("run_batch") else {}
         items = [labkit.BatchItem(f"q{i}", "Hi") for i in range(3)]
         started = time.monotonic()
-        result = labkit.run_batch(items, tmp_path / "out.jsonl", concurrency=3, progress=False)
+        result = labkit.run_batch(items, tmp_path / "out.jsonl", concurrency=3, progress=False, **options)
         took = time.monotonic() - started
     assert result.failed == 3
     for record in result.records.values():
