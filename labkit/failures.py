@@ -31,6 +31,7 @@ from .errors import (
     RequestRejected,
 )
 from .i18n import _
+from .transport import ERROR_BODY_LIMIT
 
 __all__ = ["transport_errors", "timeout_errors", "decoding_error", "error_message", "describe_body", "retry_after",
            "translate_error"]
@@ -237,8 +238,10 @@ def _status_message(exc: openai.APIStatusError, timeout: float | None = None) ->
     if getattr(exc, "cut_by_deadline", False):
         said += _("; the rest of the body was still arriving after {seconds} s (LABKIT_TIMEOUT) and was not "
                   "waited for").format(seconds=f"{timeout:g}" if timeout is not None else "?")
-    elif getattr(exc, "complete", True) is False:
+    elif getattr(exc, "complete", True) is False and len(raw) >= ERROR_BODY_LIMIT:
         said += _("; only its first {size:,} bytes were read").format(size=len(raw))
+    elif getattr(exc, "complete", True) is False:
+        said += _("; the connection ended before the rest of the body came")
     return said, None
 
 

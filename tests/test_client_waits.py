@@ -288,3 +288,16 @@ def test_garbled_gzip_is_named_not_called_a_dropped_connection(status: int) -> N
     assert "Content-Encoding: gzip" in message and "garble" in message
     assert "dropped" not in message and "Nothing is listening" not in message
     assert len(conns) == 1, "a garbled answer is not asked again"
+
+
+def test_an_error_body_cut_by_a_dropped_connection_says_so() -> None:
+    def handle(c: Conn) -> None:
+        c.send(b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\ncontent-length: 5000\r\n\r\n"
+               b"upstream worker crashed")  # then the connection closes, 4,977 bytes short
+
+    with raw_server(handle) as (base, _conns):
+        labkit.configure(base_url=base, timeout=TIMEOUT)
+        error, _took = timed(lambda: labkit.chat("Hi", display=False))
+    message = str(error)
+    assert error.status == 502 and "upstream worker crashed" in message  # type: ignore[attr-defined]
+    assert "the connection ended before the rest of the body came" in message and "Nothing is listening" not in message
