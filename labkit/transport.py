@@ -163,6 +163,24 @@ class BoundedStatusError(openai.APIStatusError):
         self.garbled = garbled
 
 
+_OPENAI_ERRORS: dict[int, type[openai.APIStatusError]] = {
+    400: openai.BadRequestError, 401: openai.AuthenticationError, 403: openai.PermissionDeniedError,
+    404: openai.NotFoundError, 409: openai.ConflictError, 422: openai.UnprocessableEntityError,
+    429: openai.RateLimitError,
+}
+_error_classes: dict[type[openai.APIStatusError], type[BoundedStatusError]] = {}
+
+
+def _error_class(status: int) -> type[BoundedStatusError]:
+    """The class raised for ``status``: also the openai client's own class for it (``except
+    openai.BadRequestError`` around :func:`labkit.client` calls keeps working)."""
+    base = _OPENAI_ERRORS.get(status, openai.InternalServerError if status >= 500 else openai.APIStatusError)
+    made = _error_classes.get(base)
+    if made is None:
+        made = _error_classes[base] = type(f"Bounded{base.__name__}", (BoundedStatusError, base), {})
+    return made
+
+
 def _read_error_body(response: Any) -> None:
     """A response hook: an error answer's body is read up to the bound, the rest discarded, and the
     error raised here (the openai client passes its own errors on as they are)."""
@@ -188,8 +206,8 @@ def _read_error_body(response: Any) -> None:
     except ValueError:
         body = data.decode("utf-8", "replace") if data else None
     message = f"Error code: {response.status_code} - {body}"
-    raise BoundedStatusError(message, response=response, body=body, head=data, complete=complete,
-                             cut_by_deadline=cut, garbled=garbled)
+    raise _error_class(response.status_code)(message, response=response, body=body, head=data, complete=complete,
+                                              cut_by_deadline=cut, garbled=garbled)
 
 
 def _timeouts() -> tuple[type[BaseException], ...]:

@@ -301,3 +301,23 @@ def test_an_error_body_cut_by_a_dropped_connection_says_so() -> None:
     message = str(error)
     assert error.status == 502 and "upstream worker crashed" in message  # type: ignore[attr-defined]
     assert "the connection ended before the rest of the body came" in message and "Nothing is listening" not in message
+
+
+@pytest.mark.parametrize(("status", "kind"), [(400, "BadRequestError"), (401, "AuthenticationError"),
+                                              (429, "RateLimitError"), (503, "InternalServerError")])
+def test_labkit_client_still_raises_the_openai_error_for_each_status(status: int, kind: str) -> None:
+    """labkit.client() reads error bodies only up to a bound, but code that catches openai's own classes
+    around it keeps working."""
+    import openai
+
+    body = b'{"object": "error", "message": "refused here", "code": 40001}'
+
+    def handle(c: Conn) -> None:
+        c.send(b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+               % (status, len(body), body))
+
+    with raw_server(handle) as (base, _conns):
+        client = labkit.client(labkit.Settings(base_url=base, timeout=TIMEOUT))
+        with pytest.raises(getattr(openai, kind)) as info:
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Hi"}], stream=True)
+    assert info.value.status_code == status and info.value.body == json.loads(body)
