@@ -10,7 +10,11 @@ a client:
   :func:`deadline_scope` the calling thread is in (none outside one: the client behaves as before);
 - an answer with an error status has its body read up to :data:`ERROR_BODY_LIMIT` bytes (enough to
   explain) and the rest is discarded: the openai error raised carries ``head`` (those bytes) and
-  ``complete`` (whether the body ended within them and in time).
+  ``complete`` (whether the body ended within them and in time);
+- an event stream that has sent ``data: [DONE]`` is read to its end when the openai client closes it
+  (it stops at ``[DONE]``, before the body's last bytes), so its connection is kept for the next
+  request instead of being closed and opened again: a batch of short answers spent a fifth of its
+  time on that.
 
 Example:
     >>> import openai
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpcore2
+import httpx2
 import openai
 
 __all__ = ["ERROR_BODY_LIMIT", "DeadlineScope", "BoundedStatusError", "deadline_scope", "install", "installed"]
@@ -181,10 +186,53 @@ def _error_class(status: int) -> type[BoundedStatusError]:
     return made
 
 
+_DRAIN_SECONDS = 0.5  # the longest wait for the end of a body after [DONE]
+
+
+class _DrainAfterDone(httpx2.SyncByteStream):
+    """A response body that, once ``data: [DONE]`` went by, is read to its end on close (a few bytes:
+    the end of the chunked body), so the connection goes back to the pool. A stream closed before
+    ``[DONE]`` (a person pressed stop) is closed at once, as before."""
+
+    _TAIL = b"data: [DONE]"
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._pieces: Iterator[bytes] | None = None
+        self._tail = b""
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._pieces = iter(self._inner)
+        for piece in self._pieces:
+            self._tail = (self._tail + piece)[-64:]
+            yield piece
+
+    @property
+    def elapsed(self) -> Any:
+        return getattr(self._inner, "elapsed", None)
+
+    def close(self) -> None:
+        if self._pieces is not None and self._tail.rstrip().endswith(self._TAIL):
+            drained = 0
+            try:
+                with deadline_scope(_DRAIN_SECONDS):  # a server that holds the body open is not waited for
+                    for piece in self._pieces:  # the same reader: it goes on where the openai client stopped
+                        drained += len(piece)
+                        if drained > 4096:  # more than the end of a body: not worth waiting for
+                            break
+            except Exception:  # a broken or late end: the connection is closed below, as it would have been
+                pass
+        self._inner.close()
+
+
 def _read_error_body(response: Any) -> None:
     """A response hook: an error answer's body is read up to the bound, the rest discarded, and the
-    error raised here (the openai client passes its own errors on as they are)."""
+    error raised here (the openai client passes its own errors on as they are). An event stream's
+    body is wrapped so that its connection can be reused (:class:`_DrainAfterDone`)."""
     if response.status_code < 400:
+        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "text/event-stream" and response.headers.get("content-encoding", "identity") == "identity":
+            response.stream = _DrainAfterDone(response.stream)
         return
     head = bytearray()
     complete, cut, garbled = False, False, False
@@ -211,8 +259,6 @@ def _read_error_body(response: Any) -> None:
 
 
 def _timeouts() -> tuple[type[BaseException], ...]:
-    import httpx2
-
     return (httpx2.TimeoutException, httpcore2.TimeoutException)
 
 

@@ -321,3 +321,68 @@ def test_labkit_client_still_raises_the_openai_error_for_each_status(status: int
         with pytest.raises(getattr(openai, kind)) as info:
             client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Hi"}], stream=True)
     assert info.value.status_code == status and info.value.body == json.loads(body)
+
+
+# --- a finished stream's connection is kept for the next request -----------------------------------------
+
+def test_a_finished_stream_leaves_its_connection_for_the_next_request() -> None:
+    """openai's client stops reading at [DONE], before the chunked body's last bytes, so the connection
+    used to be closed and a new one opened for every answer."""
+    accepted: list[int] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve(sock: socket.socket) -> None:
+        with sock:
+            data = b""
+            while True:
+                while b"\r\n\r\n" not in data:
+                    piece = sock.recv(65536)
+                    if not piece:
+                        return
+                    data += piece
+                head, _, data = data.partition(b"\r\n\r\n")
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                while len(data) < length:
+                    data += sock.recv(65536)
+                data = data[length:]
+                sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                             b"transfer-encoding: chunked\r\n\r\n")
+                for block in (event({"role": "assistant"}), event({"content": "Hi"}), event({}, "stop"),
+                              b"data: [DONE]\n\n"):
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(block), block))
+                time.sleep(0.05)  # the body's end comes after [DONE], in a packet of its own
+                sock.sendall(b"0\r\n\r\n")
+
+    def accept() -> None:
+        while True:
+            try:
+                sock, _addr = listener.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            threading.Thread(target=serve, args=(sock,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        labkit.configure(base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1", timeout=TIMEOUT)
+        texts = [labkit.chat("Hi", display=False).text for _ in range(3)]
+    finally:
+        listener.close()
+    assert texts == ["Hi", "Hi", "Hi"]
+    assert len(accepted) == 1, f"{len(accepted)} connections for 3 answers"
+
+
+def test_a_server_that_holds_the_body_open_after_done_is_not_waited_for() -> None:
+    def handle(c: Conn) -> None:
+        c.send(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        for block in (event({"role": "assistant"}), event({"content": "Hi"}), event({}, "stop"), b"data: [DONE]\n\n"):
+            c.send(b"%x\r\n%s\r\n" % (len(block), block))
+        c.stop.wait(30)  # the body never ends
+
+    with raw_server(handle) as (base, _conns):
+        labkit.configure(base_url=base, timeout=10)
+        started = time.monotonic()
+        reply = labkit.chat("Hi", display=False)
+        took = time.monotonic() - started
+    assert reply.text == "Hi" and took < 0.5 + SLACK
