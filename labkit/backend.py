@@ -17,6 +17,7 @@ import openai
 from .config import COURSE_URL_EXAMPLE, PLACEHOLDER_KEY, Secret, Settings, load_settings
 from .errors import BackendUnreachable
 from .i18n import _
+from .transport import install
 
 __all__ = ["CONNECT_TIMEOUT", "client", "connect_timeout", "embedded_base_url", "resolve_base_url"]
 
@@ -88,6 +89,8 @@ def client(settings: Settings | None = None, *, max_retries: int = 0) -> openai.
     each read. ``max_retries`` is 0 by default: :func:`labkit.chat` retries on its own, within the
     timeout and saying so, where the openai client would retry silently. Clients are reused per
     (URL, key, timeout, retries): building one costs ~20 ms, and a shared one keeps its connections.
+    Its HTTP layer bounds each read by the deadline of the request being made (headers and error
+    bodies included) and reads error bodies only up to a bound (:mod:`labkit.transport`).
 
     Example:
         >>> c = client(Settings(base_url="http://127.0.0.1:8008/api/v1"))
@@ -108,4 +111,5 @@ def client(settings: Settings | None = None, *, max_retries: int = 0) -> openai.
                 timeout=openai.Timeout(settings.timeout, connect=connect_timeout(settings)),
                 max_retries=max_retries,
             )
+            install(made)
         return made

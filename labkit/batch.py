@@ -1,8 +1,11 @@
 """Asking many questions: bounded concurrency, a progress bar, answers saved as they arrive,
 resumable after an interruption, failures recorded per item.
 
-The results file is JSON Lines, one record per finished item, appended and flushed to disk as each
-answer arrives (only the main thread writes). After a crash or a killed kernel, :func:`run_batch`
+The results file is JSON Lines, one record per finished item, appended and handed to the operating
+system as each answer arrives (only the main thread writes), so a killed kernel loses nothing; it is
+synced to the disk itself at most once a second and at the end (a sync per answer cost more than a
+short answer takes), so a power cut loses at most the last second's answers, which a resume asks
+again. After a crash or a killed kernel, :func:`run_batch`
 with the same file skips the items already answered, retries the failed ones, and ignores a line
 cut off half-way; nothing is lost or duplicated (:func:`load_results` keeps the last record of
 each item).
@@ -15,8 +18,10 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import threading
 import time
 import warnings
@@ -217,6 +222,33 @@ def _ask(item: BatchItem, settings: Settings, client: Any, options: dict[str, An
     return record
 
 
+def _write_failed(path: Path, exc: OSError) -> OutputError:
+    """The error for a results file that could not be written: which file, why, and the fix."""
+    where = _readable(str(path))
+    reason = exc.strerror or exc.__class__.__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = _("The disk (or your quota) is full: free some space, or pass a results file on another disk")
+    elif exc.errno == errno.EFBIG:
+        fix = _("The file is larger than this system allows: pass a new results file")
+    else:
+        fix = _("Fix that, or pass a results file elsewhere")
+    return OutputError(_("Could not write the results to {path}: {reason}. {fix}, then run again: the answers "
+                         "already in the file are kept and only the missing ones are asked.").format(
+                         path=where, reason=reason, fix=fix))
+
+
+SYNC_EVERY = 1.0  # seconds between syncs of the results file to the disk
+
+
+def _sync(handle: Any, path: Path) -> None:
+    """The results so far, on the disk itself (not only in the operating system's cache)."""
+    __tracebackhide__ = True
+    try:
+        os.fsync(handle.fileno())
+    except OSError as exc:
+        raise _write_failed(path, exc) from None
+
+
 def _append(handle: Any, record: dict[str, Any]) -> None:
     try:
         line = json.dumps(record, ensure_ascii=False).encode("utf-8")
@@ -228,8 +260,21 @@ def _append(handle: Any, record: dict[str, Any]) -> None:
             record["image_readable"] = _readable(record["image"])
         line = json.dumps(record, ensure_ascii=True).encode("ascii")
     handle.write(line + b"\n")
-    handle.flush()
-    os.fsync(handle.fileno())
+    handle.flush()  # in the kernel now: a killed process loses nothing
+
+
+class _NoBar:
+    """The progress bar of a run without one (``progress=False``): tqdm's first bar, even disabled,
+    builds a multiprocessing lock, which cost a short run up to a fifth of a second on a busy machine."""
+
+    def update(self, n: int = 1) -> None:
+        """Nothing to show."""
+
+    def set_postfix_str(self, text: str = "", refresh: bool = True) -> None:
+        """Nothing to show."""
+
+    def close(self) -> None:
+        """Nothing to close."""
 
 
 class _open_results:
@@ -246,6 +291,20 @@ class _open_results:
         where = _readable(str(self.path))
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise OutputError(_("The folder {folder} for the results cannot be made: something that is not a folder "
+                                "(a file, or a link to nowhere) has that name. Pass a results file in another "
+                                "folder.").format(folder=_readable(str(self.path.parent)))) from None
+        except OSError as exc:
+            if isinstance(exc, PermissionError):
+                raise OutputError(_("labkit may not write {path}: the folder or the file is read-only. Pass a "
+                                    "results file in a folder you can write (e.g. your home folder), or fix the "
+                                    "permissions (chmod u+w).").format(path=where)) from None
+            raise OutputError(_("The folder {folder} for the results cannot be made: {reason}. Pass a results file "
+                                "in a folder that exists or can be made (e.g. 'answers.jsonl' in the current "
+                                "folder).").format(folder=_readable(str(self.path.parent)),
+                                                   reason=exc.strerror or exc.__class__.__name__)) from None
+        try:
             self.handle = self.path.open("ab+")
         except PermissionError:
             raise OutputError(_("labkit may not write {path}: the folder or the file is read-only. Pass a results "
@@ -254,6 +313,14 @@ class _open_results:
         except IsADirectoryError:
             raise OutputError(_("{path} is a folder: pass a file name for the results, e.g. answers.jsonl.").format(
                 path=where)) from None
+        except OSError as exc:
+            raise OutputError(_("labkit cannot open {path} for the results: {reason}. Pass another results file, "
+                                "e.g. answers.jsonl in the current folder.").format(
+                                path=where, reason=exc.strerror or exc.__class__.__name__)) from None
+        if not stat.S_ISREG(os.fstat(self.handle.fileno()).st_mode):  # a device or a pipe: reading would not end
+            self.handle.close()
+            raise OutputError(_("{path} is not a regular file (a device, a pipe or a socket): pass a file name for the "
+                                "results, e.g. answers.jsonl.").format(path=where))
         if fcntl is not None:
             try:
                 fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -264,8 +331,14 @@ class _open_results:
                                     "results file.").format(path=where)) from None
         return self.handle
 
-    def __exit__(self, *exc: object) -> None:
-        self.handle.close()  # closing releases the lock
+    def __exit__(self, kind: object, *exc: object) -> None:
+        __tracebackhide__ = True
+        try:
+            self.handle.close()  # closing releases the lock
+        except OSError as error:  # the last buffered bytes could not be written (a full disk)
+            if kind is None:
+                raise _write_failed(self.path, error) from None
+            # an error is already on its way out (the same full disk, said with the path): keep it
 
 
 def run_batch(
@@ -283,7 +356,9 @@ def run_batch(
     Items already answered in ``out`` are skipped (failed ones are asked again unless
     ``retry_failed=False``). A failure is recorded for its item and the run goes on. Jupyter's stop
     button (or Ctrl-C) stops the run; what was answered is already on disk. ``options`` go to
-    :func:`labkit.stream_chat` (``max_tokens``, ``temperature`` …).
+    :func:`labkit.stream_chat` (``max_tokens``, ``temperature`` …); ``deadline=`` (or
+    ``LABKIT_MAX_SECONDS``) bounds each item's answer, and an item past it is recorded as failed
+    with the text that had arrived.
 
     Example:
         >>> result = run_batch(items_from_folder("images", "Describe the image"), "answers.jsonl")  # doctest: +SKIP
@@ -312,22 +387,36 @@ def run_batch(
         result = BatchResult(path, skipped=len(items) - len(todo))
         stop = threading.Event()
         started = time.perf_counter()
-        bar = tqdm(total=len(todo), desc=_("questions"), unit=_("q"), disable=not progress,
-                   bar_format=_("{desc}: {percentage:3.0f}%|{bar}{r_bar}"))  # "问题：", not "问题:"
+        bar: Any = (tqdm(total=len(todo), desc=_("questions"), unit=_("q"),
+                         bar_format=_("{desc}: {percentage:3.0f}%|{bar}{r_bar}"))  # "问题：", not "问题:"
+                    if progress else _NoBar())
         handle.seek(0, os.SEEK_END)
         if handle.tell():
             handle.seek(-1, os.SEEK_END)
             if handle.read(1) != b"\n":
-                handle.write(b"\n")  # a crash cut the last line: start a fresh one
+                try:
+                    handle.write(b"\n")  # a crash cut the last line: start a fresh one
+                    handle.flush()
+                except OSError as exc:
+                    bar.close()
+                    raise _write_failed(path, exc) from None
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="labkit-batch")
         pending: set[Future[dict[str, Any]]] = {pool.submit(_ask, item, settings, client, options, stop)
                                                 for item in todo}
+        synced = time.monotonic()
         try:
             while pending:
+                if time.monotonic() - synced >= SYNC_EVERY:
+                    _sync(handle, path)
+                    synced = time.monotonic()
                 completed, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in completed:
                     record = future.result()
-                    _append(handle, record)
+                    try:
+                        _append(handle, record)
+                    except OSError as exc:  # a full disk: stop asking, say which file and what to do
+                        stop.set()
+                        raise _write_failed(path, exc) from None
                     done[record["id"]] = record
                     if record["status"] == "ok":
                         result.answered += 1
@@ -335,11 +424,13 @@ def run_batch(
                         result.failed += 1
                     bar.update(1)
                     bar.set_postfix_str(_("failed: {n}").format(n=result.failed), refresh=False)
+            _sync(handle, path)
         except KeyboardInterrupt:
             result.interrupted = True
             stop.set()  # running requests close their streams; their answers are not recorded
+            _sync(handle, path)
         finally:
-            pool.shutdown(wait=not result.interrupted, cancel_futures=True)
+            pool.shutdown(wait=not (result.interrupted or stop.is_set()), cancel_futures=True)
             bar.close()
     result.records = {str(item.id): done[str(item.id)] for item in items if str(item.id) in done}
     result.wall_time = time.perf_counter() - started

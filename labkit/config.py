@@ -9,6 +9,7 @@ base URL             ``LABKIT_BASE_URL``, ``OPENAI_BASE_URL``    the embedded pr
 API key              ``LABKIT_API_KEY``, ``OPENAI_API_KEY``      ``dummy_key`` (the course backend takes any key)
 model                ``LABKIT_MODEL``                            ``llava-v1.6-34b``
 timeout (seconds)    ``LABKIT_TIMEOUT``                          ``120`` (the longest wait for anything)
+answer deadline (s)  ``LABKIT_MAX_SECONDS``                      none (an answer may take as long as it streams)
 ===================  ==========================================  ==========================
 
 :func:`configure` overrides them for this Python process (used by ``labkit.serve`` after it starts a
@@ -145,7 +146,8 @@ class Settings:
 
     ``base_url`` is ``None`` when nothing is configured (then :func:`labkit.client` starts the
     embedded practice server). ``api_key`` is a :class:`Secret` (a plain string is wrapped).
-    ``sources`` says where each value came from, for ``labkit doctor``.
+    ``max_seconds`` is the most a whole answer may take (``None``: no limit; the timeout still bounds
+every wait). ``sources`` says where each value came from, for ``labkit doctor``.
 
     Example:
         >>> s = Settings(base_url="http://localhost:8008/api/v1", api_key="secret-key-123")
@@ -157,6 +159,7 @@ class Settings:
     api_key: Secret | None = None
     model: str = DEFAULT_MODEL
     timeout: float = DEFAULT_TIMEOUT
+    max_seconds: float | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -166,7 +169,7 @@ class Settings:
     def __repr__(self) -> str:
         return (
             f"Settings(base_url={self.base_url!r}, api_key={mask_key(self.api_key)!r}, "
-            f"model={self.model!r}, timeout={self.timeout!r})"
+            f"model={self.model!r}, timeout={self.timeout!r}, max_seconds={self.max_seconds!r})"
         )
 
 
@@ -199,6 +202,19 @@ def _check_timeout(value: object, origin: str) -> float:
     return seconds
 
 
+def _check_max_seconds(value: object, origin: str) -> float:
+    __tracebackhide__ = True
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ConfigError(_(
+            "{origin}={value!r} is not a positive number of seconds: set it to the most a whole answer may take, "
+            "e.g. 300, or unset it for no limit.").format(origin=origin, value=value))
+    return seconds
+
+
 def _check_model(value: object, origin: str) -> str:
     __tracebackhide__ = True
     model = str(value).strip()
@@ -227,6 +243,7 @@ _FIELDS: dict[str, _Field] = {
     "api_key": _Field(("LABKIT_API_KEY", "OPENAI_API_KEY"), _check_key, None, N_("not set")),
     "model": _Field(("LABKIT_MODEL",), _check_model, DEFAULT_MODEL, N_("default")),
     "timeout": _Field(("LABKIT_TIMEOUT",), _check_timeout, DEFAULT_TIMEOUT, N_("default")),
+    "max_seconds": _Field(("LABKIT_MAX_SECONDS",), _check_max_seconds, None, N_("not set: no limit")),
 }
 
 
@@ -235,6 +252,7 @@ def configure(
     api_key: str | Secret | None | _Unchanged = UNCHANGED,
     model: str | None | _Unchanged = UNCHANGED,
     timeout: float | None | _Unchanged = UNCHANGED,
+    max_seconds: float | None | _Unchanged = UNCHANGED,
 ) -> None:
     """Override settings for this Python process, on top of the environment.
 
@@ -251,7 +269,8 @@ def configure(
         >>> reset_configuration()
     """
     __tracebackhide__ = True
-    given = {"base_url": base_url, "api_key": api_key, "model": model, "timeout": timeout}
+    given = {"base_url": base_url, "api_key": api_key, "model": model, "timeout": timeout,
+             "max_seconds": max_seconds}
     updates: dict[str, object] = {}
     forget: list[str] = []
     for name, value in given.items():

@@ -6,7 +6,8 @@ base class. The tree, and where each error is raised::
 
     LabkitError                      catch-all for "labkit said no"; never raised itself
     ├── UsageError (ValueError)      an argument labkit cannot use: chat(42), stream_chat(stream=…),
-    │                                run_batch(concurrency=0), duplicate batch ids   (streaming, batch)
+    │                                run_batch(concurrency=0), duplicate batch ids, a NaN temperature
+    │                                or a lone surrogate that cannot be sent         (streaming, batch)
     ├── ConfigError (ValueError)     a setting (LABKIT_* variable or configure() argument)   (config)
     ├── ImageError (ValueError)      an input that cannot become an image                   (images)
     ├── OutputError (OSError)        a results file labkit cannot write: permissions, or another
@@ -20,8 +21,8 @@ base class. The tree, and where each error is raised::
     │   ├── ModelNotFound            the backend does not serve that model name             (failures)
     │   ├── RequestRejected          HTTP 400/413/422: the request was invalid              (failures)
     │   ├── RateLimited              HTTP 429/503: busy; .retry_after when the backend said (failures)
-    │   └── StreamError              an answer broke off, or finished empty; .partial_text,
-    │                                .reason, .finish_reason                                (streaming)
+    │   └── StreamError              an answer broke off, finished empty or passed its deadline;
+    │                                .partial_text, .reason, .finish_reason                 (streaming)
     └── ServeError                   a local vLLM server failed to start or died            (serve)
 
 Example:
@@ -122,7 +123,9 @@ class StreamError(BackendError):
     """A streaming answer broke off. ``partial_text`` holds what arrived before it did; ``reason`` is
     ``"dropped"`` (the connection broke), ``"stalled"`` (nothing arrived in time), ``"incomplete"``
     (the stream ended without a finish reason), ``"empty"`` (it finished, ``finish_reason`` says how,
-    without a word of answer) or ``"backend"`` (the backend sent an error event)."""
+    without a word of answer), ``"backend"`` (the backend sent an error event), ``"malformed"`` (an
+    event that is not JSON, a body that cannot be decoded) or ``"deadline"`` (the answer took longer
+    than its ``deadline=`` / ``LABKIT_MAX_SECONDS``)."""
 
     def __init__(
         self,

@@ -31,8 +31,9 @@ from .errors import (
     RequestRejected,
 )
 from .i18n import _
+from .transport import ERROR_BODY_LIMIT
 
-__all__ = ["transport_errors", "timeout_errors", "error_message", "describe_body", "retry_after",
+__all__ = ["transport_errors", "timeout_errors", "decoding_error", "error_message", "describe_body", "retry_after",
            "translate_error"]
 
 
@@ -55,6 +56,7 @@ def _exception_types(attr: str) -> tuple[type[BaseException], ...]:
 _TRANSPORT_ERRORS = _exception_types("TransportError") + (openai.APIConnectionError,)
 _TIMEOUT_ERRORS = _exception_types("TimeoutException") + (openai.APITimeoutError,)
 _CONNECT_TIMEOUTS = _exception_types("ConnectTimeout") + _exception_types("PoolTimeout")
+_DECODING_ERRORS = _exception_types("DecodingError")
 
 _SHORT = 120  # characters of a foreign body quoted in a message
 
@@ -79,6 +81,22 @@ def timeout_errors() -> tuple[type[BaseException], ...]:
         True
     """
     return _TIMEOUT_ERRORS
+
+
+def decoding_error(exc: BaseException | None) -> BaseException | None:
+    """The HTTP library's "cannot decode this body" error (a garbled gzip) in ``exc`` or its causes.
+
+    Example:
+        >>> import httpx2
+        >>> decoding_error(RuntimeError("x")) is None, decoding_error(httpx2.DecodingError("bad gzip")) is not None
+        (True, True)
+    """
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, _DECODING_ERRORS):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 def error_message(body: Any) -> tuple[str, Any]:
@@ -195,17 +213,36 @@ def _hint_for(code: Any, message: str) -> str:
     return _("Check the request's fields against the course API document.")
 
 
-def _status_message(exc: openai.APIStatusError) -> tuple[str, Any]:
-    """The backend's own message, or a one-line summary when the body is not an API error."""
+def _status_message(exc: openai.APIStatusError, timeout: float | None = None) -> tuple[str, Any]:
+    """The backend's own message, or a one-line summary when the body is not an API error. labkit's
+    clients read an error body only up to a bound and within the timeout (:mod:`labkit.transport`):
+    a body cut short is summarised from what arrived, and the message says so."""
     message, code = error_message(exc.body)
     if isinstance(exc.body, (dict, list)):
         return message or exc.message, code
     response = getattr(exc, "response", None)
     content_type = response.headers.get("content-type") if response is not None else None
-    if exc.body or (response is not None and response.content):
-        raw = response.content if response is not None else str(exc.body)
-        return describe_body(content_type, raw), None
-    return "", None
+    raw = getattr(exc, "head", None)
+    if raw is None:
+        try:
+            raw = response.content if response is not None else b""
+        except Exception:  # a body that was never read
+            raw = b""
+    if getattr(exc, "garbled", False):
+        encoding = response.headers.get("content-encoding", "?") if response is not None else "?"
+        return _("a body marked Content-Encoding: {encoding} that cannot be decoded (garbled by the server or a "
+                 "proxy on the way)").format(encoding=encoding), None
+    if not (exc.body or raw):
+        return "", None
+    said = describe_body(content_type, raw or str(exc.body))
+    if getattr(exc, "cut_by_deadline", False):
+        said += _("; the rest of the body was still arriving after {seconds} s (LABKIT_TIMEOUT) and was not "
+                  "waited for").format(seconds=f"{timeout:g}" if timeout is not None else "?")
+    elif getattr(exc, "complete", True) is False and len(raw) >= ERROR_BODY_LIMIT:
+        said += _("; only its first {size:,} bytes were read").format(size=len(raw))
+    elif getattr(exc, "complete", True) is False:
+        said += _("; the connection ended before the rest of the body came")
+    return said, None
 
 
 def translate_error(exc: BaseException, *, base_url: str, model: str, api_key: str | Secret | None,
@@ -226,7 +263,7 @@ def translate_error(exc: BaseException, *, base_url: str, model: str, api_key: s
     waited = f"{timeout:g}" if timeout is not None else "?"
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
-        message, code = _status_message(exc)
+        message, code = _status_message(exc, timeout)
         if status in (401, 403):
             return AuthError(_(
                 "The backend at {url} refused the API key {key} (HTTP {status}). Set LABKIT_API_KEY (or "

@@ -10,11 +10,15 @@ the text streams (:mod:`labkit.cleanup`).
 Nothing is silent: an answer that is not an event stream (a login portal's HTML page, a JSON page)
 raises :class:`labkit.UnexpectedResponse` naming what came back, and a stream that ends without a
 finish reason raises :class:`labkit.StreamError` (``reason="incomplete"``). Every wait is bounded by
-the configured timeout, keep-alive comments included (:class:`_Watchdog`).
+the configured timeout: response headers and error bodies that trickle in, keep-alive comments
+(:mod:`labkit.transport` on labkit's clients; :class:`_Watchdog` on a client passed in). An answer
+may also be given a deadline for the whole of it (``deadline=`` or ``LABKIT_MAX_SECONDS``).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import socket
 import threading
 import time
@@ -28,11 +32,19 @@ from . import backend
 from .cleanup import RolePrefixStripper
 from .config import Settings, load_settings
 from .display import DisplayMode, LiveView, make_view, notice
-from .errors import RateLimited, StreamError, UnexpectedResponse, UsageError
-from .failures import describe_body, error_message, timeout_errors, translate_error, transport_errors
+from .errors import BackendUnreachable, LabkitError, RateLimited, StreamError, UnexpectedResponse, UsageError
+from .failures import (
+    decoding_error,
+    describe_body,
+    error_message,
+    timeout_errors,
+    translate_error,
+    transport_errors,
+)
 from .i18n import _
 from .images import ImageSource
 from .messages import Message, user
+from .transport import deadline_scope, installed
 
 __all__ = ["Reply", "ChatStream", "stream_chat", "chat"]
 
@@ -179,9 +191,12 @@ class ChatStream:
     """
 
     def __init__(self, messages: list[Message], *, settings: Settings, client: openai.OpenAI | None,
-                 options: dict[str, Any], retries: int) -> None:
+                 options: dict[str, Any], retries: int, deadline: float | None = None) -> None:
         self.messages = messages
         self.settings = settings
+        self.deadline = deadline if deadline is not None else settings.max_seconds
+        self._deadline_origin = "deadline" if deadline is not None else "LABKIT_MAX_SECONDS"
+        self._ends_at: float | None = None
         self._client = client
         self.options = options
         self.retries = retries
@@ -224,13 +239,48 @@ class ChatStream:
         __tracebackhide__ = True
         if self._client is None:
             self._client = backend.client(self.settings)
-        try:
-            return self._client.chat.completions.create(  # type: ignore[call-overload]
-                model=self.settings.model, messages=self.messages, stream=True,
-                stream_options={"include_usage": True}, **self.options)
-        except Exception as exc:  # openai/httpx errors become labkit errors with a fix
-            raise translate_error(exc, base_url=self.base_url, model=self.settings.model,
-                                  api_key=self.settings.api_key, timeout=self.settings.timeout) from None
+        limit = time.monotonic() + self.settings.timeout  # headers and an error body, all within the timeout
+        if self._ends_at is not None:
+            limit = min(limit, self._ends_at)
+        with deadline_scope(at=limit) as scope:
+            try:
+                return self._client.chat.completions.create(  # type: ignore[call-overload]
+                    model=self.settings.model, messages=self.messages, stream=True,
+                    stream_options={"include_usage": True}, **self.options)
+            except Exception as exc:  # openai/httpx errors become labkit errors with a fix
+                raise self._open_failed(exc, scope.expired, scope.received) or translate_error(
+                    exc, base_url=self.base_url, model=self.settings.model, api_key=self.settings.api_key,
+                    timeout=self.settings.timeout) from None
+
+    def _open_failed(self, exc: Exception, expired: bool, received: int) -> LabkitError | None:
+        """The labkit error for a request that got no stream, where it is not :func:`translate_error`'s."""
+        if not isinstance(exc, (openai.APIError, LabkitError)):
+            unsendable = _unsendable({"messages": self.messages, **self.options})
+            if unsendable:  # the request could not even be encoded: nothing was sent
+                return UsageError(_("The request cannot be sent: {what}. Nothing was sent; fix that value and ask "
+                                    "again.").format(what=unsendable))
+        cut = expired or bool(getattr(exc, "cut_by_deadline", False))
+        if cut and self._past_deadline():
+            return self._over_deadline()
+        if cut and received and isinstance(exc, timeout_errors()):
+            return BackendUnreachable(_(
+                "The server at {url} started answering but its response headers were still arriving after {seconds:g} "
+                "s (LABKIT_TIMEOUT; {size:,} bytes came): it answers far too slowly, or it is not an HTTP API server. "
+                "Check LABKIT_BASE_URL; if it is right, tell your TA that the backend is stuck.").format(
+                url=self.base_url, seconds=self.settings.timeout, size=received))
+        return None
+
+    def _past_deadline(self) -> bool:
+        return self._ends_at is not None and time.monotonic() >= self._ends_at - 0.05
+
+    def _over_deadline(self) -> StreamError:
+        return StreamError(_(
+            "The answer from {url} was stopped at the deadline of {seconds:g} s ({origin}): it was still "
+            "{state}; {partial}. Ask for a shorter answer (e.g. max_tokens=300), or give it more time "
+            "({origin}).").format(
+            url=self.base_url, seconds=self.deadline, origin=self._deadline_origin,
+            state=_("streaming") if self.reply.chunks else _("waiting for the first word"),
+            partial=self._partial_note()), partial_text=self._partial(), reason="deadline")
 
     def __iter__(self) -> Generator[str, None, None]:
         self._generator = self._attempts()
@@ -239,6 +289,7 @@ class ChatStream:
     def _attempts(self) -> Generator[str, None, None]:
         __tracebackhide__ = True
         attempt = 0
+        self._ends_at = time.monotonic() + self.deadline if self.deadline is not None else None
         while True:
             attempt += 1
             self.reply = Reply(model=self.settings.model, attempts=attempt)
@@ -250,7 +301,10 @@ class ChatStream:
                 # request again behind others, and text already shown must not be asked for twice.
                 if self.reply.chunks or exc.reason != "dropped" or attempt > self.retries:
                     raise
-                self.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))
+                pause = min(4.0, 0.5 * 2 ** (attempt - 1))
+                if self._ends_at is not None and time.monotonic() + pause >= self._ends_at:
+                    raise  # no time left for another try: the connection error says what happened
+                self.sleep(pause)
             except RateLimited as exc:
                 if attempt > self.retries:
                     raise
@@ -268,6 +322,8 @@ class ChatStream:
                 "LABKIT_TIMEOUT ({timeout:g} s). Try again in {wait:.0f} s, or lower the request rate.").format(
                 url=self.base_url, status=exc.status, wait=wait, timeout=self.settings.timeout),
                 status=exc.status, body=exc.body, retry_after=wait) from None
+        if self._ends_at is not None and time.monotonic() + wait >= self._ends_at:
+            raise self._over_deadline()
         if wait > NOTE_AFTER:
             self.notify(_("labkit: rate-limited: retrying in {seconds:.0f} s, press stop to cancel").format(
                 seconds=wait))
@@ -282,15 +338,29 @@ class ChatStream:
         start = time.perf_counter()
         self._response = self._open()
         http = getattr(self._response, "response", None)
-        watchdog = self._watchdog = _Watchdog(http, self.settings.timeout) if http is not None else None
+        # labkit's own clients bound each read by a deadline (transport); a client passed in gets a thread
+        watchdog = self._watchdog = _Watchdog(http, self.settings.timeout) \
+            if http is not None and not installed(self._client) else None
         events = 0
+        timeout, ends_at = self.settings.timeout, self._ends_at
+        chunks = iter(self._response)
         try:
             if http is not None and not _is_event_stream(http):
                 raise self._foreign(http)
-            for chunk in self._response:
+            while True:
+                limit = time.monotonic() + timeout  # the next chunk within the timeout, keep-alives or not
+                if ends_at is not None and ends_at < limit:
+                    limit = ends_at
+                with deadline_scope(at=limit):
+                    try:
+                        chunk = next(chunks)
+                    except StopIteration:
+                        break
                 events += 1
                 if watchdog is not None:
                     watchdog.kick()
+                if ends_at is not None and time.monotonic() > ends_at:
+                    raise self._over_deadline()
                 delta = self._content_of(chunk)
                 if not delta:
                     continue
@@ -319,11 +389,18 @@ class ChatStream:
         except openai.APIStatusError as exc:  # vLLM's {"error": …} event: openai raises on it
             message, code = error_message(exc.body)
             raise self._server_error(message or exc.message, code) from None
+        except json.JSONDecodeError as exc:  # an event that is not JSON: the stream is not an OpenAI stream
+            raise self._not_json(exc.doc) from None
         except timeout_errors():
+            if self._past_deadline():
+                raise self._over_deadline() from None
             raise self._stalled(events) from None
-        except transport_errors():
+        except transport_errors() as exc:
             if watchdog is not None and watchdog.fired:  # the watchdog cut a stream that sent no chunk in time
                 raise self._stalled(events) from None
+            garbled = decoding_error(exc)
+            if garbled is not None:
+                raise self._garbled(http, garbled) from None
             raise self._broken() from None
         except openai.APIError as exc:  # an error event of another shape
             message, code = error_message(exc.body)
@@ -372,11 +449,12 @@ class ChatStream:
         """The answer is not an event stream: read a bounded part of it and say what it is."""
         head = bytearray()
         try:
-            for piece in http.iter_bytes():
-                head += piece
-                if len(head) >= _FOREIGN_BODY_LIMIT:
-                    break
-        except Exception:  # a broken or cut body still tells what it was from its start
+            with deadline_scope(self.settings.timeout):
+                for piece in http.iter_bytes():
+                    head += piece
+                    if len(head) >= _FOREIGN_BODY_LIMIT:
+                        break
+        except Exception:  # a broken, slow or cut body still tells what it was from its start
             pass
         what = describe_body(http.headers.get("content-type"), bytes(head[:_FOREIGN_BODY_LIMIT]))
         return UnexpectedResponse(_(
@@ -417,6 +495,23 @@ class ChatStream:
         return StreamError(message.format(url=self.base_url, came=came, finish=finish_reason),
                            partial_text=self._partial(), reason="empty", finish_reason=finish_reason)
 
+    def _not_json(self, data: str) -> StreamError:
+        return StreamError(_(
+            "The stream from {url} carried an event that is not JSON: {event}; {partial}. The server does not speak "
+            "the OpenAI streaming protocol, or a proxy changed the stream: check LABKIT_BASE_URL; if it is the "
+            "course backend, tell your TA.").format(
+            url=self.base_url, event=repr(" ".join(data.split())[:80]), partial=self._partial_note()),
+            partial_text=self._partial(), reason="malformed", body=data[:_FOREIGN_BODY_LIMIT])
+
+    def _garbled(self, http: Any, exc: BaseException) -> StreamError:
+        encoding = http.headers.get("content-encoding", "?") if http is not None else "?"
+        return StreamError(_(
+            "The answer from {url} cannot be decoded: it is marked Content-Encoding: {encoding}, but the bytes are "
+            "not ({error}); {partial}. The server or a proxy on the way garbles it: ask again; if it keeps "
+            "happening, tell your TA (a proxy that compresses streams is the usual cause).").format(
+            url=self.base_url, encoding=encoding, error=str(exc)[:80] or type(exc).__name__,
+            partial=self._partial_note()), partial_text=self._partial(), reason="malformed")
+
     def _broken(self) -> StreamError:
         return StreamError(_(
             "The answer from {url} broke off: the connection dropped; {partial}. Ask again; if it keeps "
@@ -438,6 +533,35 @@ class ChatStream:
             partial_text=self._partial(), reason="backend", body={"message": message, "code": code})
 
 
+def _unsendable(value: Any, where: str = "") -> str | None:
+    """Where a request holds a value that cannot be sent as JSON: a number that is not finite, or
+    text with a lone surrogate (a character cut in half); ``None`` when there is none."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return _("{where} is {value!r}, which JSON cannot carry: pass a finite number").format(
+            where=where, value=value)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return _("{where} holds a lone surrogate {char!r} at position {at} (half of a character, e.g. from "
+                     "text cut in the middle of an emoji), which cannot be sent as UTF-8: remove it, e.g. with "
+                     "text.encode('utf-8', 'replace').decode()").format(
+                where=where, char=value[exc.start], at=exc.start)
+        return None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)  # type: ignore[assignment]
+    else:
+        return None
+    for key, item in items:
+        inner = f"{where}[{key!r}]" if where else str(key)
+        found = _unsendable(item, inner)
+        if found:
+            return found
+    return None
+
+
 def _is_event_stream(http: Any) -> bool:
     """Whether an answer is a server-sent-event stream (a missing content type is given the benefit of
     the doubt: the events, or their absence, then tell)."""
@@ -457,6 +581,7 @@ def stream_chat(
     client: openai.OpenAI | None = None,
     settings: Settings | None = None,
     retries: int = 1,
+    deadline: float | None = None,
     **extra: Any,
 ) -> ChatStream:
     """Start a streaming answer; iterate the result for cleaned text deltas.
@@ -464,7 +589,9 @@ def stream_chat(
     ``prompt`` is a question (with an optional ``image``) or a list of messages. After the loop,
     ``stream.reply`` holds the text, finish reason, usage and timings. Failures raise
     :class:`labkit.StreamError` (with ``partial_text``) or another :class:`labkit.LabkitError`.
-    Extra keyword arguments (``extra_headers=…``, ``seed=…``) go to the openai client.
+    Extra keyword arguments (``extra_headers=…``, ``seed=…``) go to the openai client. ``deadline``
+    is the most the whole answer may take, in seconds (default ``LABKIT_MAX_SECONDS``, else none):
+    past it the answer is stopped with :class:`labkit.StreamError` (``reason="deadline"``).
 
     Example:
         >>> stream = stream_chat("What is in this image?", image="images/chelsea.jpg")  # doctest: +SKIP
@@ -476,13 +603,18 @@ def stream_chat(
     if clash:
         raise UsageError(_("stream_chat sets {names} itself: leave them out (pass the question or a message list "
                            "as the first argument).").format(names=", ".join(clash)))
+    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float))
+                                 or not (deadline > 0 and math.isfinite(deadline))):
+        raise UsageError(_("deadline={value!r} must be a positive number of seconds (the most the whole answer may "
+                           "take), e.g. deadline=60.").format(value=deadline))
     settings = settings or load_settings()
     if model:
         settings = replace(settings, model=model)
     options = {k: v for k, v in dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop).items()
                if v is not None}
     options.update(extra)
-    return ChatStream(_as_messages(prompt, image), settings=settings, client=client, options=options, retries=retries)
+    return ChatStream(_as_messages(prompt, image), settings=settings, client=client, options=options, retries=retries,
+                      deadline=deadline)
 
 
 def chat(

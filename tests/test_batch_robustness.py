@@ -92,3 +92,67 @@ def test_damaged_lines_in_the_middle_are_skipped_with_a_warning(configured_fastc
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert [load_results(out)[f"q{i}"]["answer"] for i in range(3)] == ["answer 0", "answer 1", "answer 2"]
+
+
+# --- raw errors become labkit errors naming the file (issue 17 item 6) ------------------------------------
+
+FULL_DISK = r"""
+import os, resource, signal, sys
+from pathlib import Path
+import labkit
+from labkit.practice import serve_in_thread
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as a full disk fails
+out = Path(sys.argv[1])
+with serve_in_thread(fast=True) as base:
+    labkit.configure(base_url=base)
+    items = [labkit.BatchItem(f"q{i}", "Say something long") for i in range(40)]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (3000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    try:
+        labkit.run_batch(items, out, concurrency=2, progress=False, max_tokens=20)
+    except labkit.OutputError as exc:
+        print("OutputError:", exc)
+    except BaseException as exc:
+        print("RAW:", type(exc).__name__, exc)
+"""
+
+
+def test_a_results_file_that_cannot_grow_is_an_output_error_naming_it(tmp_path: Path) -> None:
+    """A real failed write (the file-size limit of the OS, which fails a write as a full disk does)."""
+    out = tmp_path / "answers.jsonl"
+    run = subprocess.run([sys.executable, "-c", FULL_DISK, str(out)], capture_output=True, text=True, timeout=120)
+    printed = run.stdout
+    assert printed.startswith("OutputError: Could not write the results to " + str(out)), printed + run.stderr
+    assert "File too large" in printed and "run again" in printed
+    saved = load_results(out)
+    assert saved and all(r["status"] == "ok" for r in saved.values())  # what was written before is intact
+
+
+def test_a_full_disk_message_names_the_path_and_the_fix() -> None:
+    from labkit.batch import _write_failed
+
+    error = _write_failed(Path("/data/answers.jsonl"), OSError(28, os.strerror(28)))
+    assert isinstance(error, labkit.OutputError)
+    assert "/data/answers.jsonl" in str(error) and "No space left on device" in str(error)
+    assert "free some space" in str(error)
+
+
+@pytest.mark.parametrize("case", ["under a file", "dangling link", "deleted working folder", "a device"])
+def test_an_output_path_that_cannot_be_made_is_an_output_error(
+        case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    out: str | Path = {"under a file": tmp_path / "afile" / "sub" / "out.jsonl",
+                       "dangling link": tmp_path / "gone" / "out.jsonl",
+                       "deleted working folder": "sub/out.jsonl",
+                       "a device": "/dev/full"}[case]
+    if case == "deleted working folder":
+        work = tmp_path / "work"
+        work.mkdir()
+        monkeypatch.chdir(work)
+        work.rmdir()
+    with pytest.raises(labkit.OutputError) as info:
+        run_batch([BatchItem("a", "Hi")], out, progress=False,
+                  settings=labkit.Settings(base_url="http://127.0.0.1:9/v1"))
+    message = str(info.value)
+    assert ("sub" in message or "gone" in message or "/dev/full" in message) and "pass" in message.lower()
