@@ -109,6 +109,16 @@ def test_send_streams_the_answer_about_the_sent_image(fastchat_url: str) -> None
     assert pg.question.value == "" and not pg.send_button.disabled and pg.stop_button.disabled
 
 
+def test_transcript_shows_html_and_images_as_text_never_loads_them(fastchat_url: str) -> None:
+    pg = make(fastchat_url)
+    pg.question.value = 'Is <img src="notes.png"> or ![x](/etc/passwd) shown?'
+    pg.send_button.click()
+    pg.wait()
+    shown = pg.transcript_text
+    assert '\\<img src="notes.png">' in shown and "\\![x](/etc/passwd)" in shown
+    assert '<img src="notes.png">' not in shown.replace('\\<img', "")
+
+
 def test_stop_keeps_what_arrived_and_the_follow_up_continues(paced_url: str) -> None:
     pg = make(paced_url)
     pg.choose_image(IMAGES / "coffee.jpg")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings, mask_key
+from ..display import inert_markdown
 from ..errors import LabkitError, UsageError
 from ..i18n import _
 from ..messages import CONTEXT_TOKENS
@@ -553,8 +554,8 @@ class Playground:
         parts: list[str] = []
         for turn in self.turns:
             image = " *(" + _("image: {name}").format(name=turn.image["name"]) + ")*" if turn.image else ""
-            parts.append(f"**{_('You')}:** {turn.question}{image}")
-            answer = turn.text_so_far
+            parts.append(f"**{_('You')}:** {inert_markdown(turn.question)}{image}")  # shown, never loaded
+            answer = inert_markdown(turn.text_so_far)
             note = ""
             if turn.outcome == "stopped":
                 note = "\n\n*" + _("■ stopped: the text that arrived is kept") + "*"
