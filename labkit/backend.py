@@ -10,7 +10,9 @@ Example:
 
 from __future__ import annotations
 
+import socket
 import threading
+from urllib.parse import urlsplit
 
 import openai
 
@@ -39,8 +41,11 @@ def embedded_base_url() -> str:
     __tracebackhide__ = True
     global _embedded_url
     with _lock:
+        stopped = None
         if _embedded_url is not None:
-            return _embedded_url
+            if _listening(_embedded_url):
+                return _embedded_url
+            stopped, _embedded_url = _embedded_url, None  # the shared server ended (killed, or the machine slept)
         from .practice import start_embedded_server  # the one explicit call into the server
 
         try:
@@ -53,11 +58,26 @@ def embedded_base_url() -> str:
                 error=f"{exc.__class__.__name__}: {exc}", example=COURSE_URL_EXAMPLE)) from None
         from .display import notice
 
+        if stopped is not None:
+            notice(_("labkit: the practice server at {old} had stopped, so labkit started it again at {url}.").format(
+                old=stopped, url=_embedded_url))
+            return _embedded_url
         notice(  # news, not an error: stdout in a notebook, stderr in a terminal
             _("labkit: no backend configured, so the built-in practice server answers at {url} (simulated "
               "answers, no GPU needed). For the course backend set LABKIT_BASE_URL={example}.").format(
                 url=_embedded_url, example=COURSE_URL_EXAMPLE))
         return _embedded_url
+
+
+def _listening(url: str) -> bool:
+    """Whether something still accepts connections at ``url``'s host and port (a loopback connect,
+    well under a millisecond): the shared practice server outlives kernels, but it can be killed."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def resolve_base_url(settings: Settings) -> str:

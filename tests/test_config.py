@@ -171,3 +171,30 @@ def test_debug_logs_never_show_the_key(caplog: pytest.LogCaptureFixture) -> None
     logged = caplog.text
     assert "HTTP Request: POST" in logged or "Request options" in logged  # the debug log was on
     assert "0123456789" not in logged and "9876543210" not in logged
+
+
+def test_a_killed_shared_practice_server_is_started_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    code = (
+        "import os, signal, time, psutil, labkit\n"
+        "from labkit import backend\n"
+        "from urllib.parse import urlsplit\n"
+        "print('FIRST', labkit.chat('Hi', display=False, max_tokens=5).text)\n"
+        "port = urlsplit(backend._embedded_url).port\n"
+        "pid = next(c.pid for c in psutil.net_connections('tcp') if c.laddr.port == port and c.status == 'LISTEN')\n"
+        "assert pid != os.getpid()  # the shared server is a process of its own\n"
+        "os.kill(pid, signal.SIGKILL)\n"
+        "import socket\n"
+        "for _ in range(200):  # until the port refuses connections: the server is gone\n"
+        "    try: socket.create_connection(('127.0.0.1', port), timeout=1).close(); time.sleep(0.05)\n"
+        "    except OSError: break\n"
+        "print('SECOND', labkit.chat('Hi', display=False, max_tokens=5).text)\n"
+        "port = urlsplit(backend._embedded_url).port\n"
+        "pid = next(c.pid for c in psutil.net_connections('tcp') if c.laddr.port == port and c.status == 'LISTEN')\n"
+        "os.kill(pid, signal.SIGTERM)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path), "LABKIT_LANG": "en",
+           "LABKIT_PRACTICE_FAST": "1", "LABKIT_PRACTICE_SHARED": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "FIRST This is a simulated" in out.stdout and "SECOND This is a simulated" in out.stdout
+    assert out.stderr.count("had stopped, so labkit started it again") == 1, out.stderr
