@@ -235,7 +235,11 @@ green_reply = labkit.chat("What colour is this?", image=green_image.transpose(1,
 green_image = np.zeros((64, 64, 3), np.uint8)
 green_image[..., 1] = 255
 green_reply = labkit.chat("What colour is this?", image=green_image, max_tokens=3)
-""", "cut off by max_tokens", "max_tokens")]),
+""", "cut off by max_tokens", "max_tokens"), W("""
+green_image = np.zeros((64, 64, 3), np.uint8)
+green_image[..., 1] = 255
+green_reply = labkit.chat("What colour is the picture?", max_tokens=100)
+""", "was the picture sent", "图片")]),
     # ------------------------------------------------------------------ 03
     Exercise("03-streaming-and-cleanup", "check_cleaner", "ex.check_cleaner(my_cleaner, quiet=True)",
              wrong=[W('def my_cleaner(pieces):\n    yield "".join(pieces).removeprefix("assistant\\n")\n',

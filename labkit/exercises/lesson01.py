@@ -162,8 +162,9 @@ def check_raw_reader(ask_raw: Callable[[str, str, str, str], str], *, quiet: boo
                  _("{case}: set max_tokens in the body: without it a real engine may generate until the context "
                    "is full").format(case=case))
         messages = body.get("messages")
-        said = json.dumps(messages, ensure_ascii=False) if isinstance(messages, list) else ""
-        c.expect(isinstance(messages, list) and question in said and '"user"' in said,
+        c.expect(isinstance(messages, list) and len(messages) == 1 and isinstance(messages[0], dict)
+                 and messages[0].get("role") == "user"
+                 and question in json.dumps(messages[0].get("content"), ensure_ascii=False),
                  _("{case}: the messages should hold one user message with the question").format(case=case))
         if ok:
             raw = "".join(texts)

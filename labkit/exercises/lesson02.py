@@ -14,6 +14,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..config import load_settings
 from ..i18n import _
 from ..images import describe_image, encode_image, estimate_image_tokens
 from ._common import Checker, Verdict, call_student, guarded, need, not_callable
@@ -180,4 +181,8 @@ def check_green(green_image: Any, green_reply: Any, *, quiet: bool = False) -> V
             c.fail(_("green_reply was cut off by max_tokens after {n} tokens (finish_reason 'length'): {text!r} is "
                      "not a complete answer. Leave the model room to finish its sentence").format(
                 n=tokens, text=text[:60]))
+        elif load_settings().base_url is None and not ("green" in text.lower() or "绿" in text):
+            # the embedded practice server always names the colour of a picture it was sent
+            c.fail(_("green_reply does not mention green although the practice server names the colour of every "
+                     "picture it gets: was the picture sent with the question?"))
     return c.done()

@@ -24,6 +24,7 @@ _SCORER_CASES: list[tuple[str, str, list[str], float]] = [
     (N_("capital letters"), "A CAT.", ["cat"], 1.0),
     (N_("a keyword inside a longer word"), "This category is empty.", ["cat"], 0.0),
     (N_("another word that contains the keyword"), "Seeds scattered on the ground.", ["cat"], 0.0),
+    (N_("a word that ends with the keyword"), "A bobcat hunts at night.", ["cat"], 0.0),
     (N_("one of two"), "A grey, dark photo.", ["dark", "gray"], 0.5),
     (N_("a keyword of two words"), "I like ice cream.", ["ice cream", "cake"], 0.5),
     (N_("a Chinese answer"), "图中是一只棕色的猫。", ["猫", "棕色"], 1.0),

@@ -54,6 +54,8 @@ _CASES: list[tuple[str, dict[str, float], int]] = [
      dict(gpu_gib=48, params_billion=34.8, layers=60, kv_heads=8, head_dim=128), 0),
     (N_("7B on an 80 GiB card, 2,048-token context"),
      dict(gpu_gib=80, params_billion=7.6, layers=32, kv_heads=8, head_dim=128, context=2048), 231),
+    (N_("a toy model (1 layer, 1 KV head, no weights) on a card of just over 1 GiB, all of it used"),
+     dict(gpu_gib=1.0001, params_billion=0, layers=1, kv_heads=1, head_dim=128, utilization=1.0), 512),
     (N_("7B on a 48 GiB card that vLLM may use only 60 % of"),
      dict(gpu_gib=48, params_billion=7.6, layers=32, kv_heads=8, head_dim=128, utilization=0.6), 29),
 ]
