@@ -40,6 +40,8 @@ TESTS = ROOT / "tests"
 NOTEBOOKS = ROOT / "notebooks"
 EQUIVALENT = TESTS / "mutants" / "equivalent.tsv"
 SELF_CHECK_GOAL = 0.90
+HIDDEN_TESTS_GOAL = 0.95     # a graded question's tests (public and hidden, as grading runs them)
+NAMED_MISTAKES_GOAL = 1.0    # a graded question's public tests reject every mistake its text names
 MUTANT_SECONDS = 30
 
 
@@ -165,10 +167,40 @@ def run_self_check(exercise_name: str, code: str) -> tuple[str, str]:
     return "killed", (getattr(verdict, "problems", None) or ["?"])[0][:120]
 
 
+_LABS: dict[str, Any] = {}
+
+
+def run_lab_question(key: str, code: str, public_only: bool = False) -> tuple[str, str]:
+    """('killed' | 'survived', why) for one answer to a graded question (``lab-<assignment>-<qN>``):
+    killed when one of the question's test cases fails (only its public ones with ``public_only``)."""
+    import lab_catalog
+
+    assignment, question = key[len("lab-"):].rsplit("-", 1)
+    if assignment not in _LABS:
+        _LABS[assignment] = lab_catalog.read_lab(assignment)
+    signal.alarm(MUTANT_SECONDS)
+    try:
+        results = lab_catalog.run_question(_LABS[assignment], question, code)
+    except MutantTimeout:
+        return "killed", "timeout"
+    except Exception as exc:  # the answer itself raised: the notebook stops there, every test fails
+        return "killed", f"raised {type(exc).__name__}"
+    finally:
+        signal.alarm(0)
+        os.chdir(NOTEBOOKS)
+    failed = [error for case, error in results if error and not (public_only and case.hidden)]
+    return ("killed", failed[0][:120]) if failed else ("survived", "")
+
+
 def _run(task: tuple[str, str, str]) -> tuple[str, str, str, str, float]:
     kind, exercise, code = task
     started = time.monotonic()
-    outcome, why = run_self_check(exercise, code)
+    if kind == "lab":
+        outcome, why = run_lab_question(exercise, code)
+    elif kind == "named":
+        outcome, why = run_lab_question(exercise.split("|", 1)[0], code, public_only=True)
+    else:
+        outcome, why = run_self_check(exercise, code)
     return exercise, mutant_id(code), outcome, why, time.monotonic() - started
 
 
@@ -204,10 +236,19 @@ def lesson_exercises() -> list[Any]:
 def measure(only: str = "", jobs: int = 2, log: Any = None) -> tuple[list[Row], list[str]]:
     """Run every mutant of every (selected) exercise; the rows of the table and the notes (stale
     entries of the equivalent list)."""
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
+    import lab_catalog
+
     equivalent = read_equivalent()
     exercises = [e for e in lesson_exercises() if e.name.startswith(only)]
+    questions = [q for lab in lab_catalog.labs() for q in lab.questions if q.key.startswith(only)]
+    mistakes = [m for m in lab_catalog.MISTAKES if f"lab-{m.assignment}-{m.question}".startswith(only)]
     plan: dict[str, list[Mutant]] = {e.name: mutants_of(e.name, e.solution) for e in exercises}
-    tasks = [("lesson", name, m.code) for name, ms in plan.items() for m in ms]
+    plan.update({q.key: mutants_of(q.key, q.solution) for q in questions})
+    kinds = {e.name: "lesson" for e in exercises} | {q.key: "lab" for q in questions}
+    tasks = [(kinds[name], name, m.code) for name, ms in plan.items() for m in ms]
+    tasks += [("named", f"lab-{m.assignment}-{m.question}|{m.name}", lab_catalog.mistaken(m)) for m in mistakes]
     outcomes: dict[tuple[str, str], tuple[str, str]] = {}
     seconds: dict[str, float] = {}
     context = multiprocessing.get_context("fork")
@@ -218,7 +259,8 @@ def measure(only: str = "", jobs: int = 2, log: Any = None) -> tuple[list[Row], 
             if log:
                 print(f"{len(outcomes)}/{len(tasks)}", end="\r", file=log, flush=True)
     rows, notes = [], []
-    for e in exercises:
+    for name in plan:
+        e = _Named(name)
         ms = plan[e.name]
         killed = sum(outcomes[(e.name, m.ident)][0] == "killed" for m in ms)
         survivors = [m for m in ms if outcomes[(e.name, m.ident)][0] == "survived"]
@@ -230,22 +272,39 @@ def measure(only: str = "", jobs: int = 2, log: Any = None) -> tuple[list[Row], 
         notes += [f"{name} {ident}: listed as equivalent but no such mutant (the solution changed?)"
                   for (name, ident) in equivalent if name == e.name and ident not in idents]
         rows.append(Row(e.name, len(ms), killed, len(listed),
-                        [m for m in survivors if (e.name, m.ident) not in equivalent], SELF_CHECK_GOAL,
+                        [m for m in survivors if (e.name, m.ident) not in equivalent],
+                        HIDDEN_TESTS_GOAL if kinds[e.name] == "lab" else SELF_CHECK_GOAL,
                         seconds.get(e.name, 0.0)))
+    by_question: dict[str, list[tuple[str, str]]] = {}
+    for m in mistakes:
+        key = f"lab-{m.assignment}-{m.question}"
+        outcome = outcomes[(f"{key}|{m.name}", mutant_id(lab_catalog.mistaken(m)))][0]
+        by_question.setdefault(key, []).append((m.name, outcome))
+    for key, named in by_question.items():
+        name = f"{key} public: named mistakes"
+        seconds_named = sum(seconds.get(f"{key}|{n}", 0.0) for n, _ in named)
+        rows.append(Row(name, len(named), sum(o == "killed" for _, o in named), 0,
+                        [Mutant(name, n, "named mistake", 0, "") for n, o in named if o != "killed"],
+                        NAMED_MISTAKES_GOAL, seconds_named))
     return rows, notes
 
 
+class _Named:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
 def table(rows: list[Row]) -> str:
-    lines = [f"{'exercise':34} {'mutants':>7} {'killed':>6} {'equiv.':>6} {'score':>6}  {'goal':11} {'s':>5}",
-             "-" * 78]
+    lines = [f"{'exercise':48} {'mutants':>7} {'killed':>6} {'equiv.':>6} {'score':>6}  {'goal':11} {'s':>5}",
+             "-" * 92]
     for r in rows:
         mark = "ok" if r.ok else "BELOW"
-        lines.append(f"{r.exercise:34} {r.mutants:7d} {r.killed:6d} {r.equivalent:6d} {r.score:6.1%}  "
+        lines.append(f"{r.exercise:48} {r.mutants:7d} {r.killed:6d} {r.equivalent:6d} {r.score:6.1%}  "
                      f">= {r.goal:.0%} {mark:5} {r.seconds:5.0f}")
     total_judged = sum(r.mutants - r.equivalent for r in rows)
     total_killed = sum(r.killed for r in rows)
-    lines.append("-" * 78)
-    lines.append(f"{'all':34} {sum(r.mutants for r in rows):7d} {total_killed:6d} "
+    lines.append("-" * 92)
+    lines.append(f"{'all':48} {sum(r.mutants for r in rows):7d} {total_killed:6d} "
                  f"{sum(r.equivalent for r in rows):6d} {total_killed / max(1, total_judged):6.1%}")
     return "\n".join(lines)
 
@@ -257,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--survivors", action="store_true", help="print every surviving mutant's change")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    rows, notes = measure(args.only, args.jobs, log=sys.stderr)
+    rows, notes = measure(args.only, args.jobs, log=sys.stderr if sys.stderr.isatty() else None)
     print(table(rows))
     print(f"({time.monotonic() - started:.0f} s, {args.jobs} workers; mutants by mutmut's operators)")
     for r in rows:
@@ -266,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nsurvivors of {r.exercise} (kill them with a new case, or list them in {EQUIVALENT.name}):")
             for m in r.survivors:
                 print(f"  {m.ident}  {m.operator}")
+                if not m.code:
+                    continue
                 print("\n".join("      " + line for line in m.change(source).splitlines()))
     for note in notes:
         print("note:", note)
@@ -273,7 +334,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _exercise_source(name: str) -> str:
-    return next(e for e in lesson_exercises() if e.name == name).solution
+    import lab_catalog
+
+    for e in lesson_exercises():
+        if e.name == name:
+            return e.solution
+    for lab in lab_catalog.labs():
+        for q in lab.questions:
+            if q.key == name:
+                return q.solution
+    return ""
 
 
 if __name__ == "__main__":

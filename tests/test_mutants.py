@@ -11,6 +11,7 @@ import sys
 
 import pytest
 from exercise_catalog import EXERCISES
+from lab_catalog import labs
 from support import ROOT
 
 
@@ -43,6 +44,8 @@ def test_fast_self_checks_stay_at_or_above_their_floor(prefix: str) -> None:
 def test_every_listed_equivalent_mutant_exists_and_has_a_reason() -> None:
     listed = mutants.read_equivalent()
     by_exercise = {e.name: {m.ident for m in mutants.mutants_of(e.name, e.solution)} for e in EXERCISES}
+    by_exercise |= {q.key: {m.ident for m in mutants.mutants_of(q.key, q.solution)}
+                    for lab in labs() for q in lab.questions}
     for (exercise, ident), reason in listed.items():
         assert exercise in by_exercise, exercise
         assert ident in by_exercise[exercise], f"{exercise} {ident}: no such mutant (the solution changed?)"
@@ -52,4 +55,5 @@ def test_every_listed_equivalent_mutant_exists_and_has_a_reason() -> None:
 def test_every_exercise_has_mutants() -> None:
     """A solution that no operator can change would make its score meaningless."""
     empty = [e.name for e in EXERCISES if not mutants.mutants_of(e.name, e.solution)]
+    empty += [q.key for lab in labs() for q in lab.questions if not mutants.mutants_of(q.key, q.solution)]
     assert not empty, empty
