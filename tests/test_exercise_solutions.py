@@ -178,3 +178,16 @@ def test_lesson_01_stub_server_is_quiet_when_a_reader_hangs_up(capfd: pytest.Cap
     out, err = capfd.readouterr()
     assert not verdict.ok and out.startswith("❌"), out
     assert "Traceback" not in out + err and "BrokenPipe" not in out + err and "ConnectionReset" not in out + err, err
+
+
+def test_a_model_name_typed_in_is_seen_in_a_real_kernel() -> None:
+    """check_model_name reads how model_name was made from the cell's text, which IPython keeps: in a
+    real kernel, the right value typed in as a string is a ❌ that says so."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import labkit\nsettings = labkit.load_settings()"),
+                nbformat.v4.new_code_cell("from labkit.exercises import lesson00 as ex\n" + ANSWER_START + "\n"
+                                          "model_name = settings.model.lower()\nmodel_name = \"llava-v1.6-34b\"\n\n"
+                                          "ex.check_model_name(model_name)")]
+    execute(nb, {"LABKIT_PRACTICE_FAST": "1", "LABKIT_LANG": "en"}, timeout=60)
+    printed = "".join(o.get("text", "") for o in nb.cells[1].outputs)
+    assert printed.startswith("❌") and "typed the name in" in printed, printed
