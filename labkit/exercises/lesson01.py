@@ -104,6 +104,8 @@ _CASES: list[tuple[str, list[str], Callable[[list[bytes]], list[bytes]], dict[st
      {"vllm": True, "finish": "length"}),
     (N_("a Chinese answer whose bytes arrive in 7-byte pieces"), ["这是", "一只", "棕色的猫。"],
      lambda p: _split_every(p, 7), {}),
+    (N_("a base_url that ends with a slash, as the openai client writes it"), ["Hello", " there."], lambda p: p,
+     {"slash": True}),
 ]
 
 
@@ -125,16 +127,24 @@ def check_raw_reader(ask_raw: Callable[[str, str, str, str], str], *, quiet: boo
     question, key, model = "这张图里有什么？", "dummy_key", "llava-v1.6-34b"
     for name, texts, shape, options in _CASES:
         case = _("case “{name}”").format(name=_(name))
-        script = Scripted(shape(_stream(texts, **options)))
+        script = Scripted(shape(_stream(texts, **{k: v for k, v in options.items() if k != "slash"})))
+        raised = Checker(2, quiet=True)  # an error of the student's code, reported unless the request explains it
         with serve_script(script) as base_url:
-            ok, got = call_student(c, case, ask_raw, base_url, key, model, question)
+            given = base_url + "/" if options.get("slash") else base_url
+            ok, got = call_student(raised, case, ask_raw, given, key, model, question)
         if not script.requests:
+            c.problems.extend(raised.problems)
             if ok:
                 c.fail(_("{case}: no request reached the base_url given to your function").format(case=case))
             continue
         request = script.requests[-1]
         body = request["body"] if isinstance(request["body"], dict) else {}
-        if not request["path"].endswith("/chat/completions"):
+        if request["path"].endswith("//chat/completions"):
+            c.fail(_("{case}: the request went to {path}, with a double slash, because base_url ({base_url}) ends "
+                     "with \"/\". A real backend answers 404 there. Build the URL so that a base_url with or without "
+                     "a trailing slash both work").format(case=case, path=request["path"], base_url=given))
+            continue
+        if request["path"] != "/v1/chat/completions":
             c.fail(_("{case}: the request went to {path}; the chat endpoint is base_url + /chat/completions")
                    .format(case=case, path=request["path"]))
             continue
@@ -142,6 +152,7 @@ def check_raw_reader(ask_raw: Callable[[str, str, str, str], str], *, quiet: boo
             c.fail(_("{case}: the body did not ask for a stream; this backend only answers streaming requests")
                    .format(case=case))
             continue
+        c.problems.extend(raised.problems)
         auth = {k.lower(): v for k, v in request["headers"].items()}.get("authorization", "")
         c.expect(auth == f"Bearer {key}", _("{case}: the Authorization header should carry the API key as a "
                                             "Bearer token").format(case=case))
@@ -151,8 +162,9 @@ def check_raw_reader(ask_raw: Callable[[str, str, str, str], str], *, quiet: boo
                  _("{case}: set max_tokens in the body: without it a real engine may generate until the context "
                    "is full").format(case=case))
         messages = body.get("messages")
-        said = json.dumps(messages, ensure_ascii=False) if isinstance(messages, list) else ""
-        c.expect(isinstance(messages, list) and question in said and '"user"' in said,
+        c.expect(isinstance(messages, list) and len(messages) == 1 and isinstance(messages[0], dict)
+                 and messages[0].get("role") == "user"
+                 and question in json.dumps(messages[0].get("content"), ensure_ascii=False),
                  _("{case}: the messages should hold one user message with the question").format(case=case))
         if ok:
             raw = "".join(texts)

@@ -14,13 +14,17 @@ from typing import Any
 
 from PIL import Image
 
+from ..config import load_settings
 from ..i18n import _
-from ..images import describe_image, encode_image
+from ..images import describe_image, encode_image, estimate_image_tokens
 from ._common import Checker, Verdict, call_student, guarded, need, not_callable
 
 __all__ = ["need", "check_image_tokens", "check_size_sweep", "check_green"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
+# An answer cut by max_tokens this short is no answer; a longer cut one is accepted (a real model, and the
+# course's tiny test model, may talk on until any limit).
+SHORT_REPLY_TOKENS = 20
 
 
 def _tokens_as_sent(width: int, height: int) -> int:
@@ -29,8 +33,14 @@ def _tokens_as_sent(width: int, height: int) -> int:
 
 
 def _hidden_pictures(folder: Path) -> list[Path]:
-    """Pictures the student has not seen: a 12-megapixel photo, a panorama, a tall strip, a tiny icon."""
+    """Pictures the student has not seen: a 12-megapixel photo, a phone photo stored sideways with an EXIF
+    orientation tag (as phones save portraits), a panorama, a tall strip, a tiny icon."""
     paths = []
+    sideways = folder / "phone-portrait-exif.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° to view": stored 4032×3024, seen (and sent) 3024×4032
+    Image.new("RGB", (4032, 3024), (150, 110, 80)).save(sideways, exif=exif)
+    paths.append(sideways)
     for name, size in (("photo-4032x3024.jpg", (4032, 3024)), ("panorama-8000x200.jpg", (8000, 200)),
                        ("strip-300x1200.png", (300, 1200)), ("icon-50x50.png", (50, 50))):
         path = folder / name
@@ -64,6 +74,11 @@ def check_image_tokens(image_tokens: Callable[[str], int], folder: str = "images
             truth = describe_image(encode_image(path)).image_tokens
             if not isinstance(got, int) or isinstance(got, bool):
                 c.fail(_("{case}: expected a whole number of tokens, got {got!r}").format(case=case, got=got))
+            elif got != truth and got == estimate_image_tokens(width, height):
+                c.fail(_("{case}: {got} is the count for the file's stored size. This photo carries an EXIF "
+                         "orientation tag: labkit sends it turned upright (and scaled), so the model sees another "
+                         "width and height. Count the image as it is sent, not as the file stores it").format(
+                    case=case, got=got))
             elif got != truth:
                 c.fail(_("{case}: {got} is {direction}. Count the tokens of the image as it is sent (tiles, the "
                          "overview, the newline tokens), not its pixels or bytes").format(
@@ -107,9 +122,13 @@ def check_size_sweep(rows: object, *, quiet: bool = False) -> Verdict:
         if row["tokens"] != truth:
             c.fail(_("row {i} ({w}×{h}): {got} image tokens is not what the model spends on this image as sent; "
                      "ask labkit rather than counting pixels").format(i=i, w=w, h=h, got=row["tokens"]))
-        if not isinstance(row["bytes"], int) or row["bytes"] < 100:
+        if not isinstance(row["bytes"], int) or isinstance(row["bytes"], bool) or row["bytes"] < 100:
             c.fail(_("row {i}: bytes should be the size of what was sent (an int), got {got!r}")
                    .format(i=i, got=row["bytes"]))
+        elif row["bytes"] in (w * h * 3, w * h * 4, w * h):
+            c.fail(_("row {i} ({w}×{h}): {got} bytes is width × height × channels, the raw pixels in memory. "
+                     "What travels is the encoded picture (PNG or JPEG, as a data URL): measure the bytes of what "
+                     "was sent").format(i=i, w=w, h=h, got=row["bytes"]))
         ttft = row["ttft"]
         if not isinstance(ttft, (int, float)) or isinstance(ttft, bool) or not 0 < ttft < 300:
             c.fail(_("row {i}: ttft should be the seconds until the first token (a positive number), got {got!r}")
@@ -154,7 +173,16 @@ def check_green(green_image: Any, green_reply: Any, *, quiet: bool = False) -> V
         c.fail(_("green_reply should be what labkit.chat returns (a Reply), but it is {kind}")
                .format(kind=type(green_reply).__name__))
     else:
-        c.expect(isinstance(text, str) and text.strip() != "" and green_reply.finish_reason in ("stop", "length"),
-                 _("green_reply holds no finished answer (finish_reason {reason!r})").format(
-                     reason=green_reply.finish_reason))
+        reason = green_reply.finish_reason
+        tokens = getattr(green_reply, "completion_tokens", None)
+        if not (isinstance(text, str) and text.strip() != "" and reason in ("stop", "length")):
+            c.fail(_("green_reply holds no finished answer (finish_reason {reason!r})").format(reason=reason))
+        elif reason == "length" and isinstance(tokens, int) and tokens < SHORT_REPLY_TOKENS:
+            c.fail(_("green_reply was cut off by max_tokens after {n} tokens (finish_reason 'length'): {text!r} is "
+                     "not a complete answer. Leave the model room to finish its sentence").format(
+                n=tokens, text=text[:60]))
+        elif load_settings().base_url is None and not ("green" in text.lower() or "绿" in text):
+            # the embedded practice server always names the colour of a picture it was sent
+            c.fail(_("green_reply does not mention green although the practice server names the colour of every "
+                     "picture it gets: was the picture sent with the question?"))
     return c.done()

@@ -68,7 +68,7 @@ def check_compare_two(compare_two: Callable[..., str], *, quiet: bool = False) -
     """Exercise 1: ``compare_two(path_a, path_b, ask)`` compares two pictures using ``ask(messages,
     max_tokens=...)`` for each request; every request holds at most one image and fits the context.
 
-    The check calls it with a red and a blue picture (small ones, then two 12-megapixel photos) and a
+    The check calls it with a red and a blue picture (small ones, then two 3-megapixel photos) and a
     stand-in ``ask`` that records every request.
 
     Example:
@@ -80,7 +80,7 @@ def check_compare_two(compare_two: Callable[..., str], *, quiet: bool = False) -
         return c.done()
     with tempfile.TemporaryDirectory(prefix="labkit-check-") as tmp:
         for name, sizes in ((N_("two small pictures"), ((400, 300), (300, 400))),
-                            (N_("two 12-megapixel photos"), ((4032, 3024), (4032, 3024)))):
+                            (N_("two 3-megapixel photos"), ((2016, 1512), (2016, 1512)))):
             folder = Path(tmp) / name.replace(" ", "-")
             case = _("case “{name}”").format(name=_(name))
             folder.mkdir()
@@ -169,6 +169,9 @@ def check_room(room_for_answer: Callable[[list[Any]], int], *, quiet: bool = Fal
             c.fail(_("{case}: expected a number of tokens, got {got!r}").format(case=case, got=got))
         elif got < 0:
             c.fail(_("{case}: {got} is negative: when nothing is left, there is no room at all").format(
+                case=case, got=got))
+        elif truth == 0 and got != 0:
+            c.fail(_("{case}: the history alone fills the context, so no room is left: {got} should be 0").format(
                 case=case, got=got))
         elif abs(got - truth) > 32:
             c.fail(_("{case}: {got} tokens is {direction}; does your count include every message and the image "

@@ -24,6 +24,7 @@ _SCORER_CASES: list[tuple[str, str, list[str], float]] = [
     (N_("capital letters"), "A CAT.", ["cat"], 1.0),
     (N_("a keyword inside a longer word"), "This category is empty.", ["cat"], 0.0),
     (N_("another word that contains the keyword"), "Seeds scattered on the ground.", ["cat"], 0.0),
+    (N_("a word that ends with the keyword"), "A bobcat hunts at night.", ["cat"], 0.0),
     (N_("one of two"), "A grey, dark photo.", ["dark", "gray"], 0.5),
     (N_("a keyword of two words"), "I like ice cream.", ["ice cream", "cake"], 0.5),
     (N_("a Chinese answer"), "图中是一只棕色的猫。", ["猫", "棕色"], 1.0),
@@ -55,6 +56,21 @@ def check_scorer(my_score: Callable[[str, Sequence[str]], float], *, quiet: bool
     return c.done()
 
 
+# Words about how a picture looks rather than what it shows (step 1's kind of keyword).
+_LOOKS = {
+    "red", "orange", "yellow", "green", "blue", "purple", "violet", "pink", "brown", "black", "white", "gray", "grey",
+    "golden", "silver", "colour", "color", "colours", "colors", "colourful", "colorful", "dark", "bright", "light",
+    "dim", "pale", "square", "round", "wide", "tall", "photo", "image", "picture",
+    "红", "红色", "橙", "橙色", "黄", "黄色", "绿", "绿色", "蓝", "蓝色", "紫", "紫色", "粉色", "棕", "棕色",
+    "黑", "黑色",
+    "白", "白色", "灰", "灰色", "颜色", "暗", "亮", "明亮", "昏暗", "方形", "正方形", "图片", "照片",
+}
+
+
+def _only_looks(word: str) -> bool:
+    return word.strip().lower() in _LOOKS
+
+
 @guarded(2)
 def check_my_keywords(my_expected: object, weak: object, records: Mapping[str, Any],
                       my_score: Callable[[str, Sequence[str]], float], folder: str = "images", *,
@@ -83,6 +99,13 @@ def check_my_keywords(my_expected: object, weak: object, records: Mapping[str, A
             c.fail(_("{name}: the keywords should be a list of non-empty strings").format(name=name))
         elif not 2 <= len(set(w.lower() for w in words)) <= 4:
             c.fail(_("{name}: give 2–4 different keywords (now {count})").format(name=name, count=len(set(words))))
+    if c.problems:
+        return c.done()
+    for name, words in my_expected.items():
+        if all(_only_looks(w) for w in words):
+            c.fail(_("{name}: {words} describe colours, brightness or shape, like step 1's keywords. The exercise "
+                     "asks for keywords about what is in the picture (the things you see)").format(
+                name=name, words=", ".join(words)))
     if c.problems:
         return c.done()
     truth = []

@@ -54,6 +54,40 @@ _CASES: list[tuple[str, dict[str, float], int]] = [
      dict(gpu_gib=48, params_billion=34.8, layers=60, kv_heads=8, head_dim=128), 0),
     (N_("7B on an 80 GiB card, 2,048-token context"),
      dict(gpu_gib=80, params_billion=7.6, layers=32, kv_heads=8, head_dim=128, context=2048), 231),
+    (N_("a toy model (1 layer, 1 KV head, no weights) on a card of just over 1 GiB, all of it used"),
+     dict(gpu_gib=1.0001, params_billion=0, layers=1, kv_heads=1, head_dim=128, utilization=1.0), 512),
+    (N_("7B on a 48 GiB card that vLLM may use only 60 % of"),
+     dict(gpu_gib=48, params_billion=7.6, layers=32, kv_heads=8, head_dim=128, utilization=0.6), 29),
+]
+
+
+def _fits(gpu_gib: float, params_billion: float, layers: int, kv_heads: int, head_dim: int, context: int = 4096,
+          utilization: float = 0.9, *, unit: float = GIB, tensors: int = 2, share_of: str = "card",
+          rounding: str = "floor", least: int = 0) -> float:
+    """What fits, computed right (the defaults) or with one of the mistakes students make."""
+    weights = params_billion * 1e9 * 2 / unit
+    per_sequence = tensors * layers * kv_heads * head_dim * 2 * context / unit
+    free = {"card": gpu_gib * utilization - weights, "free": (gpu_gib - weights) * utilization,
+            "ignored": gpu_gib - weights}[share_of]
+    n = free / per_sequence
+    whole = int(n // 1) if rounding == "floor" else round(n)
+    return max(least, whole)
+
+
+# (the mistake's message, how it computes) in the order they are tried
+_MISTAKES: list[tuple[str, dict[str, object]]] = [
+    (N_("{case}: {got} is what fits when the whole card is used. vLLM takes only the utilization share of the "
+        "card's memory: is the utilization argument used?"), {"share_of": "ignored"}),
+    (N_("{case}: {got} takes the utilization share of what is left after the weights. utilization is the share of "
+        "the whole card that vLLM may use; the weights come out of that share"), {"share_of": "free"}),
+    (N_("{case}: {got} is not right when the weights do not fit: then no sequence fits at all, and the answer is 0"),
+     {"least": 1}),
+    (N_("{case}: {got} is the count with only one tensor per layer: each layer keeps two (K and V) for every token"),
+     {"tensors": 1}),
+    (N_("{case}: {got} is rounded to the nearest whole number, but part of a sequence does not fit: round down"),
+     {"rounding": "round"}),
+    (N_("{case}: {got} mixes units: are the weights and the cache in the same unit as the card (GiB = 2**30 bytes, "
+        "not 10**9)?"), {"unit": 1e9}),
 ]
 
 
@@ -81,7 +115,12 @@ def check_max_sequences(max_sequences: Callable[..., int], *, quiet: bool = Fals
             c.fail(_("{case}: {got} sequences is negative: when the weights leave no room, none fit")
                    .format(case=case, got=got))
         elif got != expected:
-            c.fail(_("{case}: {got} is {direction}. Are the weights and the cache in the same unit as the card "
-                     "(GiB = 2**30 bytes)?").format(case=case, got=got,
-                                                  direction=_("too many") if got > expected else _("too few")))
+            mistakes = [message for message, how in _MISTAKES
+                        if _fits(**kwargs, **how) == got]  # type: ignore[arg-type]
+            if mistakes:
+                c.fail(_(mistakes[0]).format(case=case, got=got))
+            else:
+                c.fail(_("{case}: {got} is {direction}. Count again: the bf16 weights (2 bytes per parameter), the "
+                         "KV cache of one full sequence, and the share of the card that vLLM may use").format(
+                    case=case, got=got, direction=_("too many") if got > expected else _("too few")))
     return c.done()

@@ -32,6 +32,7 @@ Example:
 """
 
 from .assignments import GradingError, build, list_assignments, master_path, write_student_version
+from .brief import brief_checks
 from .grade import GradeSummary, Outcome, Submission, find_submissions, grade_folder
 from .jail import Limits, isolation
 
@@ -41,6 +42,7 @@ __all__ = [
     "Limits",
     "Outcome",
     "Submission",
+    "brief_checks",
     "build",
     "find_submissions",
     "grade_folder",

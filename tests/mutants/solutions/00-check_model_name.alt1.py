@@ -1,0 +1,1 @@
+model_name = labkit.load_settings().model

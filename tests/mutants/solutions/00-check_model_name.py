@@ -1,0 +1,1 @@
+model_name = settings.model

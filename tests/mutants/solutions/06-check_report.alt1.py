@@ -1,0 +1,2 @@
+report = Path("outputs") / "report.jsonl"
+saved = pg.save(report)

@@ -1,0 +1,1 @@
+saved = pg.save("outputs/report.jsonl")

@@ -1,0 +1,1 @@
+tiles = anyres_plan(1000, 3000).tiles
