@@ -13,6 +13,7 @@ tests the checks with mutants of the solutions.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -50,8 +51,9 @@ def _in_lesson_folder(exercise: Exercise, monkeypatch: pytest.MonkeyPatch, tmp_p
 @pytest.mark.parametrize("exercise", EXERCISES, ids=_ids)
 def test_right_answers_pass(exercise: Exercise, in_notebooks: None, monkeypatch: pytest.MonkeyPatch,
                             tmp_path: Path) -> None:
-    _in_lesson_folder(exercise, monkeypatch, tmp_path)
-    for code in [exercise.solution, *exercise.also_right]:
+    for n, code in enumerate([exercise.solution, *exercise.also_right]):
+        (tmp_path / f"right-{n}").mkdir()  # each answer in a fresh folder, as in a student's own kernel
+        _in_lesson_folder(exercise, monkeypatch, tmp_path / f"right-{n}")
         verdict = run_direct(exercise, code)
         assert verdict.ok, (code, verdict.problems)
 
@@ -115,12 +117,13 @@ def verdicts_printed(nb: nbformat.NotebookNode) -> list[str]:
     return lines
 
 
-def execute(nb: nbformat.NotebookNode, env: dict[str, str] | None = None, timeout: int = 120) -> None:
+def execute(nb: nbformat.NotebookNode, env: dict[str, str] | None = None, timeout: int = 120,
+            path: Path = NOTEBOOKS) -> None:
     saved = dict(os.environ)
     os.environ.update(env or {})
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+                       resources={"metadata": {"path": str(path)}}).execute()
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -135,7 +138,8 @@ def assert_all_passed(lesson: str, nb: nbformat.NotebookNode) -> None:
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_solved_lesson_prints_only_passes(lesson: str, tmp_path: Path) -> None:
     nb = solved(lesson)
-    execute(nb, {"LABKIT_PRACTICE_FAST": "1"})
+    shutil.copytree(NOTEBOOKS / "images", tmp_path / "images")  # a student's fresh folder: no earlier outputs/
+    execute(nb, {"LABKIT_PRACTICE_FAST": "1"}, path=tmp_path)
     assert_all_passed(lesson, nb)
 
 
