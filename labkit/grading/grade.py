@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -262,8 +262,9 @@ class _Grader:
         uid = jail.grading_uid(slot) if self.root else None
         config = jail.JailConfig(str(workdir), self.hide_dirs, self.hide_files, uid, self.limits, _needed_paths())
         read_end, write_end = os.pipe()
-        child = [sys.executable, "-m", "labkit.grading.execute", str(write_end), notebook, str(self.limits.cell),
-                 str(self.limits.output_chars)]
+        inside = json.dumps({"uid": uid, "limits": asdict(self.limits), "roots": _needed_paths()})
+        child = [sys.executable, "-m", "labkit.grading.execute", "supervise", str(write_end), notebook,
+                 str(self.limits.cell), str(self.limits.output_chars), inside]
         log_path = workdir.parent / f"{workdir.name}.log"
         with open(log_path, "wb") as log:
             try:
@@ -434,7 +435,9 @@ def _describe_death(returncode: int | None, log_path: Path, cells: list[dict[str
     else:
         what = _("exited with status {code}").format(code=returncode)
     where = _("after the notebook's cells") if cells is not None else _("while running the notebook")
-    last = [line for line in tail.strip().splitlines() if line.strip()][-1:] if tail.strip() else []
+    # what the processes printed is shown only from before any test ran: afterwards the submission
+    # has seen test arguments, and its output must not carry them into the feedback
+    last = [line for line in tail.strip().splitlines() if line.strip()][-1:] if tail.strip() and cells is None else []
     return _("the grading process ended {where}: {what}{detail}").format(
         where=where, what=what, detail=f" ({last[0][:160]})" if last else "")
 
