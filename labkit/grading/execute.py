@@ -141,35 +141,28 @@ def _read_frame(fd: int, deadline: float | None = None) -> bytes | None:
 
 
 def _on_alarm(signum: int, frame: object) -> None:
+    _end_strays()  # first: what the cell forked (a fork bomb) must not slow the traceback and the next cells
     raise CellTimeout()
 
 
 def _end_strays() -> None:
-    """Processes a cell forked do not outlive the cell: inside the sandbox's PID namespace (its own
-    /proc), every other process of this user is killed and reaped. Outside one, nothing is touched."""
+    """Processes a cell forked do not outlive the cell. Where this process has a user of its own in
+    the sandbox's PID namespace, one ``kill(-1, SIGKILL)`` ends every other process of that user at
+    once (Linux spares the caller; a fork bomb cannot outrun it), then they are reaped. Elsewhere
+    nothing is touched."""
     if os.environ.get("LABKIT_GRADE_OWN_PROC") != "1":
         return
-    me, uid = os.getpid(), os.getuid()
-    for _round in range(20):
-        found = False
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == me:
-                continue
-            try:
-                if os.stat(f"/proc/{entry}").st_uid != uid:
-                    continue
-                os.kill(int(entry), signal.SIGKILL)
-                found = True
-            except OSError:
-                continue
+    for _round in range(3):
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         while True:
             try:
                 if os.waitpid(-1, os.WNOHANG)[0] == 0:
                     break
             except ChildProcessError:
-                break
-        if not found:
-            return
+                return
 
 
 def run_cells(
@@ -188,6 +181,7 @@ def run_cells(
     reports: list[dict[str, Any]] = []
     signal.signal(signal.SIGALRM, _on_alarm)
     real_stdout, real_stderr = sys.stdout, sys.stderr
+    owner = os.getpid()
     for index, (kind, source) in enumerate(cells):
         if kind != "code" or not source.strip():
             continue
@@ -206,6 +200,8 @@ def run_cells(
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             sys.stdout, sys.stderr = real_stdout, real_stderr
+            if os.getpid() != owner:  # a process the cell forked that came back here: it ends now
+                os._exit(0)
             _end_strays()
         if result is not None:
             exc = result.error_before_exec or result.error_in_exec
@@ -603,8 +599,9 @@ def _tests_main(argv: list[str]) -> int:
 # ---------------------------------------------------------------------------------------------- supervisor
 
 
-def _python() -> list[str]:
-    return [sys.executable, "-I", "-m", "labkit.grading.execute"]  # -I: never imports from the submission's folder
+def _python(isolated: bool) -> list[str]:
+    """The interpreter for a role; ``isolated`` (-I): never imports from the submission's folder."""
+    return [sys.executable, *(["-I"] if isolated else []), "-m", "labkit.grading.execute"]
 
 
 class _Supervisor:
@@ -633,7 +630,7 @@ class _Supervisor:
         up_r, up_w = os.pipe()
         limits = dict(self.limits, processes=self.limits.get("processes") if self.config.get("uid") is not None else 0)
         self.cells = subprocess.Popen(
-            [*_python(), "cells", str(up_w), str(down_r), self.notebook, str(self.cell_timeout),
+            [*_python(False), "cells", str(up_w), str(down_r), self.notebook, str(self.cell_timeout),
              str(self.output_limit), str(self.generation), json.dumps(limits)],
             stdin=subprocess.DEVNULL, pass_fds=(up_w, down_r), start_new_session=True, **self._user(0))
         os.close(up_w)
@@ -662,7 +659,12 @@ class _Supervisor:
             os.killpg(self.cells.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        if self.is_init:  # everything the notebook started, wherever it went (this PID namespace is ours)
+        uid = self.config.get("uid")
+        if self.is_init and uid is not None:  # every process of the submission's user, all at once
+            for _round in range(3):
+                subprocess.run(["kill", "-KILL", "--", "-1"], user=uid, group=uid, extra_groups=[],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        elif self.is_init:  # everything the notebook started, wherever it went (this PID namespace is ours)
             keep = {1, os.getpid(), self.tests.pid}
             for entry in os.listdir("/proc"):
                 if entry.isdigit() and int(entry) not in keep:
@@ -710,7 +712,7 @@ class _Supervisor:
         tests_down_r, tests_down_w = os.pipe()
         tests_up_r, tests_up_w = os.pipe()
         self.tests = subprocess.Popen(  # started now: its imports overlap the notebook's cells
-            [*_python(), "tests", str(tests_up_w), str(tests_down_r), str(self.cell_timeout),
+            [*_python(True), "tests", str(tests_up_w), str(tests_down_r), str(self.cell_timeout),
              json.dumps(self.config.get("roots", []))],
             stdin=subprocess.DEVNULL, pass_fds=(tests_up_w, tests_down_r), start_new_session=True, **self._user(1))
         os.close(tests_up_w)
