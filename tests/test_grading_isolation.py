@@ -87,7 +87,7 @@ def test_a_fork_bomb_costs_only_its_own_cells(tmp_path: Path, make: Maker) -> No
     write(subs / "bomb.ipynb", bomb)
     write(subs / "honest.ipynb", make.full())
     started = time.monotonic()
-    summary = grade_folder(ASSIGNMENT, subs, tmp_path / "g.csv", limits=Limits(wall=150.0, cell=5.0, processes=64),
+    summary = grade_folder(ASSIGNMENT, subs, tmp_path / "g.csv", limits=Limits(wall=150.0, cell=5.0),
                            jobs=2, progress=False)
     table = rows(tmp_path / "g.csv")
     assert table["honest"]["total"] == "16"

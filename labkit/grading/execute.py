@@ -142,6 +142,9 @@ def _read_frame(fd: int, deadline: float | None = None) -> bytes | None:
 
 def _on_alarm(signum: int, frame: object) -> None:
     _end_strays()  # first: what the cell forked (a fork bomb) must not slow the traceback and the next cells
+    # again in half a second until the cell has ended: an exception raised where Python cannot pass it on
+    # (an os.fork() callback, a __del__) is swallowed, and a one-shot timer would leave the cell unbounded
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
     raise CellTimeout()
 
 
@@ -157,12 +160,13 @@ def _end_strays() -> None:
             os.kill(-1, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        while True:
-            try:
-                if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                    break
-            except ChildProcessError:
-                return
+    while True:  # every child was killed: wait for each (a zombie still counts against the process limit)
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
 
 
 def run_cells(
@@ -557,10 +561,25 @@ def _namespace(link: _Link) -> dict[str, Any]:
     return namespace
 
 
+def _light_otter() -> None:
+    """Import otter's test classes without what they never use here: otter's top level (nbconvert,
+    exporters …) and the RFC 3987 grammar that jsonschema compiles at import (seconds per process;
+    jsonschema does without it)."""
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    if "otter" not in sys.modules:
+        spec = importlib.util.find_spec("otter")
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("otter-grader is not installed: pip install 'labkit[grade]'")
+        package = types.ModuleType("otter")
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["otter"] = package
+
+
 def _tests_main(argv: list[str]) -> int:
     """``tests TO_FD FROM_FD CASE_TIMEOUT ROOTS_JSON``: the test process (no student code runs here)."""
     to_fd, from_fd, case_timeout, roots = int(argv[0]), int(argv[1]), float(argv[2]), json.loads(argv[3])
     os.umask(0o002)
+    _light_otter()
     from otter.test_files import GradingResults
     from otter.test_files.abstract_test import TestCaseResult
     from otter.test_files.ok_test import OKTestFile, run_doctest
@@ -599,6 +618,17 @@ def _tests_main(argv: list[str]) -> int:
 # ---------------------------------------------------------------------------------------------- supervisor
 
 
+def _ahead_of_forks(pid: int) -> None:
+    """Give the student's process a higher CPU weight than anything it forks (nice -10, reset to 0
+    in its children): a fork bomb in a cell cannot starve the process that must stop it when the
+    cell's time is up. Needs root (the sandbox's first process has it); elsewhere nothing changes."""
+    try:
+        os.sched_setscheduler(pid, os.SCHED_OTHER | os.SCHED_RESET_ON_FORK, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, pid, -10)
+    except (OSError, AttributeError):
+        pass
+
+
 def _python(isolated: bool) -> list[str]:
     """The interpreter for a role; ``isolated`` (-I): never imports from the submission's folder."""
     return [sys.executable, *(["-I"] if isolated else []), "-m", "labkit.grading.execute"]
@@ -635,6 +665,7 @@ class _Supervisor:
             stdin=subprocess.DEVNULL, pass_fds=(up_w, down_r), start_new_session=True, **self._user(0))
         os.close(up_w)
         os.close(down_r)
+        _ahead_of_forks(self.cells.pid)
         self.from_cells, self.to_cells = up_r, down_w
         try:
             frame = _read_frame(up_r, time.monotonic() + self.limits["wall"])
@@ -678,6 +709,23 @@ class _Supervisor:
             pass
         self.cells = None
 
+    def reap_orphans(self) -> None:
+        """Wait for the zombies of processes the notebook forked whose parents are gone (this process,
+        the namespace's init, inherits them; each would still count against the user's process limit)."""
+        while True:
+            tracked = {p.pid for p in (self.cells, getattr(self, "tests", None)) if p is not None}
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit() or int(entry) in tracked:
+                    continue
+                try:
+                    with open(f"/proc/{entry}/stat", "rb") as handle:
+                        fields = handle.read().rsplit(b")", 1)[1].split()
+                    if fields[0] == b"Z" and int(fields[1]) == os.getpid():
+                        os.waitpid(int(entry), os.WNOHANG)
+                except (OSError, IndexError, ValueError):
+                    continue
+            time.sleep(0.2)
+
     def report(self, message: dict[str, Any]) -> None:
         data = (json.dumps(message, ensure_ascii=False) + "\n").encode("utf-8")
         while data:
@@ -709,6 +757,11 @@ class _Supervisor:
 
         server = PracticeServer(PracticeConfig.from_env(fast=True)).start()
         os.environ["LABKIT_BASE_URL"] = server.base_url
+        _ahead_of_forks(os.getpid())  # this process too: it must answer, relay and stop whatever happens
+        if self.is_init:
+            import threading
+
+            threading.Thread(target=self.reap_orphans, daemon=True, name="labkit-reaper").start()
         tests_down_r, tests_down_w = os.pipe()
         tests_up_r, tests_up_w = os.pipe()
         self.tests = subprocess.Popen(  # started now: its imports overlap the notebook's cells

@@ -1,19 +1,22 @@
 """Grading a folder of submitted notebooks: one sandboxed child per submission, a durable gradebook.
 
-For each ``SUBMISSIONS/<student>.ipynb`` (or ``SUBMISSIONS/<student>/<any>.ipynb``) not already in
+For each entry of ``SUBMISSIONS`` (``<student>.ipynb`` or ``<student>/<any>.ipynb``) not already in
 the gradebook:
 
-1. the notebook's JSON is read here; a file that is not a notebook is recorded as ``invalid``;
-2. a copy goes into a fresh temporary folder, and :mod:`labkit.grading.execute` runs it in a child
-   process inside :mod:`labkit.grading.jail` (own namespaces, grading user, limits), with an
-   environment holding no ``LABKIT_*``/``OPENAI_*`` setting of this machine: the child starts its own
+1. the notebook's JSON is read here; anything that cannot be graded (not a notebook, a ``.py``, two
+   notebooks, a link, broken JSON) gets an ``invalid`` row with the reason;
+2. a copy goes into a fresh temporary folder, and :mod:`labkit.grading.execute` runs it inside
+   :mod:`labkit.grading.jail` (own namespaces, grading users, a control group, limits), with an
+   environment holding no ``LABKIT_*``/``OPENAI_*`` setting of this machine: the sandbox starts its own
    practice server, so grading never reaches the class's real backend;
-3. once the child reports that the student's cells have finished, the tests (public and hidden,
-   from ``otter assign``'s autograder notebook) are written to its standard input, and otter's test
-   classes score them in the child; the results come back on a private pipe, with a nonce;
-4. a wall-clock limit kills the child's whole process group; a run that dies, hangs or floods is
-   recorded with its reason and the next submission runs;
-5. the row is appended to the CSV and fsynced, and the student's Chinese feedback file is written.
+3. the student's cells run in one process; once they have finished, the tests (public and hidden,
+   from ``otter assign``'s autograder notebook) go to the sandbox's supervisor, which hands them to a
+   test process that never runs the student's code (otter's test classes score them there); the
+   results come back on a private pipe, with a nonce;
+4. a wall-clock limit kills the whole sandbox; a run that dies, hangs or floods is recorded with its
+   reason and the next submission runs;
+5. the row is appended to the CSV and fsynced, and the student's feedback file is written in the
+   students' language.
 
 Example:
     >>> summary = grade_folder("multimodal-request", "submissions", "grades.csv")  # doctest: +SKIP
