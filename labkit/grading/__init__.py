@@ -27,8 +27,12 @@ where user namespaces are allowed; :func:`isolation` says which level a machine 
   submission, an address-space limit, file-size, open-file and (as root) process limits, output
   capped, forked processes killed after each cell.
 
-Without namespaces (``isolation() == "process"``) only the process, the temporary copy, the
-environment and the limits apply. The hidden tests shipped in this repository are visible to
+Left to the TA: the student's process sees the arguments the hidden tests pass to its functions (it
+cannot send them anywhere the grader shows), and a function that returns an object of a class the
+notebook defined gets no comparison or truth test from the grader (that test fails): review such
+outliers by hand. Without namespaces (``isolation() == "process"``, which must be asked for with
+``LABKIT_GRADE_ISOLATION=process``) only the processes, the grading users (as root), the temporary
+copy, the cleaned environment and the limits apply. The hidden tests shipped in this repository are visible to
 anyone who has the repository: keep the master of a graded exam elsewhere and pass its path.
 
 Example:
