@@ -312,7 +312,8 @@ class _Grader:
         child = [sys.executable, "-m", "labkit.grading.execute", "supervise", str(write_end), notebook,
                  str(self.limits.cell), str(self.limits.output_chars), inside]
         log_path = workdir.parent / f"{workdir.name}.log"
-        group = cgroup.create(workdir.name, processes=self.limits.processes + 64) if self.root else None
+        group = cgroup.create(workdir.name, processes=self.limits.processes + 64,
+                              memory_mb=self.limits.memory_mb + 1024) if self.root else None
         command = jail.command(config, child)
         with open(log_path, "wb") as log:
             try:
