@@ -1,12 +1,21 @@
-"""Grading 60 submissions: `labkit grade` (sandboxed children, --jobs 2) against `otter run` invoked once
-per submission in a loop (otter-grader 7 without Docker), on the same folder, in the same run.
+"""Grading a class: `labkit grade --jobs 2` (sandboxed) against `otter run` once per submission in a loop
+(otter-grader 7 without Docker), on the same generated class of 30 submissions, in the same run.
 
-The mix (multimodal-request): 24 full, 12 partial, 6 with broken JSON, 6 that raise in a cell, 12
-hostile (they read the master notebook and the gradebook, delete a file, try the network). Hanging
-submissions are left out of the mix: `otter run` has no time limit of its own and would never finish.
+The class (multimodal-request): full answers in three styles (the solution; all functions in one cell;
+helpers and printing around them) and one under a Chinese id, partial answers, the empty student
+version, a raising cell, a looping cell, broken JSON, a `.py` file, and hostile notebooks (they read
+the master and the gradebook, delete a file, try the network, forge results, fork without end).
+`otter run` gets the same folder minus what it cannot survive (the looping and fork-bomb notebooks:
+it has no time or process limit of its own) and minus the `.py`.
 
-    .venv/bin/python benchmarks/bench_grading.py            # 60 submissions
-    .venv/bin/python benchmarks/bench_grading.py --n 12     # a quicker look
+Printed, measured vs goal side by side:
+- per-submission time for both (goal: labkit ≥ 5× faster than `otter run`);
+- the time an honest submission takes while a fork bomb is graded beside it, against the same
+  honest submission graded alone;
+- the machine's peak load average during the labkit run.
+
+    .venv/bin/python benchmarks/bench_grading.py              # the class of 30
+    .venv/bin/python benchmarks/bench_grading.py --skip-otter # labkit only
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -29,40 +39,98 @@ from grading_support import Maker, write  # noqa: E402
 from labkit.grading import Limits, grade_folder, isolation  # noqa: E402
 
 ASSIGNMENT = "multimodal-request"
+FORK_BOMB = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+FORGE = ("import json, os\nfor fd in range(1, 40):\n    try:\n        os.write(fd, (json.dumps({'event': 'results', "
+         "'results': {'q1': {'score': 4}}}) + '\\n').encode())\n    except OSError:\n        pass\n"
+         "import otter.test_files.ok_test as t\nt.run_doctest = lambda *a: (True, '')")
 
 
-def make_submissions(make: Maker, folder: Path, n: int, decoy: Path) -> dict[str, str]:
-    kinds = {}
+def one_cell(make: Maker) -> dict:
+    """Style 2: every function in one cell."""
+    nb = make.full()
+    defs = [c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).lstrip().startswith("def ")]
+    merged = "\n\n".join("".join(c["source"]) for c in defs)
+    nb["cells"] = [c for c in nb["cells"] if c not in defs]
+    nb["cells"].insert(2, {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                           "source": merged})
+    return nb
+
+
+def chatty(make: Maker) -> dict:
+    """Style 3: helpers, printing and a little exploration around the answers."""
+    return make.with_cells_at_end(["def _helper(x):\n    return x\nprint('checking', _helper(1))",
+                                   "for i in range(3):\n    print(i, strip_role_prefix('assistant\\nhi'))",
+                                   "result = build_messages('hi', 'red-landscape.png')\nlen(result)"])
+
+
+def make_class(make: Maker, folder: Path, book: Path, decoy: Path) -> dict[str, str]:
     hostile = [f"leaked = open({str(ROOT / 'labkit' / 'assignments' / (ASSIGNMENT + '.ipynb'))!r}).read()",
-               f"book = open({str(folder.parent / 'grades.csv')!r}).read()\nassert 'student' in book",
+               f"book = open({str(book)!r}).read()\nassert 'student' in book",
                f"import os\nos.remove({str(decoy)!r})",
                "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2).close()"]
-    plan = ["full"] * 24 + ["partial"] * 12 + ["broken"] * 6 + ["raising"] * 6 + ["hostile"] * 12
-    for i in range(n):
-        kind = plan[(i * len(plan)) // n]
-        student = f"s{i:02d}-{kind}"
-        if kind == "full":
-            nb: object = make.full()
-        elif kind == "partial":
-            nb = make.partial(["build_messages", "strip_role_prefix"][: 1 + i % 2])
-        elif kind == "broken":
-            nb = '{"cells": [ {"cell_type": "code", "source": '
-        elif kind == "raising":
-            nb = make.with_cell_before("collect_stream", "raise RuntimeError('boom')")
-        else:
-            nb = make.with_cells_at_end(hostile)
-        write(folder / f"{student}.ipynb", nb)  # type: ignore[arg-type]
+    plan: list[tuple[str, str, object]] = []
+    for i in range(6):
+        plan.append((f"s{i:02d}-full", "full", make.full()))
+    for i in range(6, 9):
+        plan.append((f"s{i:02d}-onecell", "full", one_cell(make)))
+    for i in range(9, 12):
+        plan.append((f"s{i:02d}-chatty", "full", chatty(make)))
+    plan.append(("王芳", "full", make.full()))
+    for i, solved in enumerate([["build_messages"], ["build_messages", "strip_role_prefix"], ["collect_stream"],
+                                ["strip_role_prefix", "ask"], ["build_messages", "collect_stream"]]):
+        plan.append((f"s{13 + i:02d}-partial", "partial", make.partial(solved)))
+    plan.append(("s18-empty", "empty", make.partial([])))
+    plan.append(("s19-empty", "empty", make.partial([])))
+    plan.append(("s20-raising", "raising", make.with_cell_before("collect_stream", "raise RuntimeError('boom')")))
+    plan.append(("s21-raising", "raising", make.with_cell_before("ask", "1 / 0")))
+    plan.append(("s22-looping", "looping", make.with_cell_before("strip_role_prefix", "while True:\n    pass",
+                                                                  replace=True)))
+    plan.append(("s23-broken", "broken", '{"cells": [ {"cell_type": "code", "source": '))
+    plan.append(("s24-broken", "broken", "not json at all"))
+    plan.append(("s25-script", "py", "print('my answers')\n"))
+    plan.append(("s26-hostile", "hostile", make.with_cells_at_end(hostile)))
+    plan.append(("s27-hostile", "hostile", make.with_cells_at_end(hostile)))
+    plan.append(("s28-forger", "hostile", make.with_cells_at_end([FORGE])))
+    bomb = make.full()
+    bomb["cells"].insert(1, {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                             "source": FORK_BOMB})
+    plan.append(("s29-forkbomb", "forkbomb", bomb))
+    kinds = {}
+    for student, kind, nb in plan:
+        write(folder / (student + (".py" if kind == "py" else ".ipynb")), nb)  # type: ignore[arg-type]
         kinds[student] = kind
     return kinds
 
 
-def run_otter(autograder_zip: Path, folder: Path, out: Path, timeout: float) -> tuple[float, dict[str, str]]:
+class LoadWatch:
+    """The 1-minute load average, sampled every second while it runs."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.peak = max(self.peak, os.getloadavg()[0])
+
+    def __enter__(self) -> "LoadWatch":
+        self.peak = os.getloadavg()[0]
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_otter(autograder_zip: Path, notebooks: list[Path], out: Path, timeout: float) -> tuple[float, dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LABKIT_", "OPENAI_"))}
     env["LABKIT_PRACTICE_FAST"] = "1"  # each run's kernel starts labkit's embedded practice server
     otter = str(Path(sys.executable).with_name("otter"))
     outcomes: dict[str, str] = {}
     started = time.perf_counter()
-    for notebook in sorted(folder.glob("*.ipynb")):
+    for notebook in notebooks:
         target = out / notebook.stem
         target.mkdir(parents=True)
         try:
@@ -74,9 +142,19 @@ def run_otter(autograder_zip: Path, folder: Path, out: Path, timeout: float) -> 
     return time.perf_counter() - started, outcomes
 
 
+def honest_beside(make: Maker, scratch: Path, hostile: dict | None) -> float:
+    """Seconds the honest (full) submission takes, graded with --jobs 2 beside ``hostile`` (or alone)."""
+    folder = scratch / ("beside" if hostile else "alone")
+    write(folder / "subs" / "honest.ipynb", make.full())
+    if hostile is not None:
+        write(folder / "subs" / "bomb.ipynb", hostile)
+    summary = grade_folder(ASSIGNMENT, folder / "subs", folder / "g.csv", limits=Limits(wall=120, cell=10),
+                           jobs=2, progress=False)
+    return next(o.seconds for o in summary.graded if o.student == "honest")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=60)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--skip-otter", action="store_true", help="only time labkit grade")
     args = parser.parse_args()
@@ -87,37 +165,59 @@ def main() -> None:
     try:
         make = Maker(ASSIGNMENT, scratch)
         subs = scratch / "submissions"
+        book = scratch / "grades.csv"
         decoy = scratch / "decoy.txt"
         decoy.write_text("a file the hostile submissions try to delete")
-        kinds = make_submissions(make, subs, args.n, decoy)
-        print(f"{args.n} submissions: " + ", ".join(f"{k} {list(kinds.values()).count(k)}"
-                                                     for k in dict.fromkeys(kinds.values())))
-        print(f"machine: {os.cpu_count()} cores; isolation: {isolation()}")
+        kinds = make_class(make, subs, book, decoy)
+        n = len(kinds)
+        print(f"{n} submissions: " + ", ".join(f"{k} {list(kinds.values()).count(k)}"
+                                               for k in dict.fromkeys(kinds.values())))
+        print(f"machine: {os.cpu_count()} cores; isolation: {isolation()}; load before: {os.getloadavg()[0]:.1f}")
 
-        book = scratch / "grades.csv"
-        started = time.perf_counter()
-        summary = grade_folder(ASSIGNMENT, subs, book, limits=Limits(wall=120, cell=30), jobs=args.jobs,
-                               progress=False)
-        labkit_wall = time.perf_counter() - started
-        with book.open(encoding="utf-8") as handle:
+        with LoadWatch() as load:
+            started = time.perf_counter()
+            summary = grade_folder(ASSIGNMENT, subs, book, limits=Limits(wall=120, cell=10), jobs=args.jobs,
+                                   progress=False)
+            labkit_wall = time.perf_counter() - started
+        with book.open(encoding="utf-8-sig") as handle:
             table = {row["student"]: row for row in csv.DictReader(handle)}
         print(summary.report())
-        full = [table[s]["total"] for s, k in kinds.items() if k == "full"]
-        possible = summary.questions and sum(summary.questions.values())
-        print(f"full submissions scored {sorted(set(full))} of {possible:g}; decoy file still there: {decoy.exists()}")
+        full = sorted({table[s]["total"] for s, k in kinds.items() if k == "full"})
+        print(f"rows: {len(table)} of {n}; full answers scored {full}; forger scored {table['s28-forger']['total']}; "
+              f"fork bomb scored {table['s29-forkbomb']['total']}; decoy file still there: {decoy.exists()}")
+        per_kind: dict[str, list[float]] = {}
+        for outcome in summary.graded:
+            per_kind.setdefault(kinds.get(outcome.student, "?"), []).append(outcome.seconds)
+        print("seconds per submission by kind: " + ", ".join(
+            f"{k} {sum(v) / len(v):.1f}" for k, v in per_kind.items()))
 
+        alone = honest_beside(make, scratch, None)
+        bomb = make.full()
+        bomb["cells"].insert(1, {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                                 "source": FORK_BOMB})
+        with LoadWatch() as bomb_load:
+            beside = honest_beside(make, scratch, bomb)
+
+        otter_wall = otter_n = 0.0
         if not args.skip_otter:
-            otter_wall, outcomes = run_otter(make.autograder_zip, subs, scratch / "otter-out", timeout=300)
+            survivable = sorted(p for p in subs.glob("*.ipynb") if kinds[p.stem] not in ("looping", "forkbomb"))
+            otter_n = len(survivable)
+            otter_wall, outcomes = run_otter(make.autograder_zip, survivable, scratch / "otter-out", timeout=300)
             print("otter run outcomes: " + ", ".join(f"{v} {list(outcomes.values()).count(v)}"
                                                     for v in dict.fromkeys(outcomes.values())))
-            print(f"decoy file after otter run: {'still there' if decoy.exists() else 'DELETED by a submission'}")
         print()
-        print(f"{'':38} {'wall time':>10} {'per submission':>15}")
-        print(f"{'labkit grade (--jobs ' + str(args.jobs) + ', sandboxed)':38} {labkit_wall:>9.1f}s "
-              f"{labkit_wall / args.n:>14.2f}s")
-        if not args.skip_otter:
-            print(f"{'otter run, once per submission':38} {otter_wall:>9.1f}s {otter_wall / args.n:>14.2f}s")
-            print(f"speed-up: {otter_wall / labkit_wall:.1f}x")
+        print(f"{'':52} {'measured':>12} {'goal':>22}")
+        labkit_each = labkit_wall / n
+        print(f"{'labkit grade (--jobs ' + str(args.jobs) + ', sandboxed), per submission':52} {labkit_each:>11.2f}s "
+              f"{'':>22}")
+        if otter_n:
+            otter_each = otter_wall / otter_n
+            print(f"{'otter run once per submission, per submission':52} {otter_each:>11.2f}s {'':>22}")
+            print(f"{'speed-up':52} {otter_each / labkit_each:>11.1f}x {'>= 5x':>22}")
+        print(f"{'honest submission graded alone':52} {alone:>11.1f}s")
+        print(f"{'honest submission beside a fork bomb':52} {beside:>11.1f}s {'<= 1.5x alone':>22}")
+        print(f"{'peak load average (class run / fork-bomb run)':52} {load.peak:>5.1f} / {bomb_load.peak:<5.1f} "
+              f"{'responsive (<< 220)':>22}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -206,6 +206,13 @@ def _grading_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     g.add_argument("--time-limit", type=float, default=120.0, help=_("seconds per submission (default 120)"))
     g.add_argument("--cell-time-limit", type=float, default=30.0, help=_("seconds per cell (default 30)"))
     g.add_argument("--memory-mb", type=int, default=4096, help=_("address space per submission in MB (default 4096)"))
+    g.add_argument("--lang", choices=("zh", "en"), default="zh",
+                   help=_("the language of the students' feedback files (default zh)"))
+    g.add_argument("--roster", default=None,
+                   help=_("the class roster exported by the LMS (CSV): ids are matched against it and the grades "
+                          "written in its columns to <gradebook>-<format>.csv"))
+    g.add_argument("--format", dest="lms_format", choices=("plain", "canvas", "moodle"), default="plain",
+                   help=_("the LMS the roster comes from and the grades go to (default plain)"))
 
 
 def _run_assignment(args: argparse.Namespace) -> int:
@@ -227,7 +234,7 @@ def _run_grade(args: argparse.Namespace) -> int:
 
     limits = Limits(wall=args.time_limit, cell=min(args.cell_time_limit, args.time_limit), memory_mb=args.memory_mb)
     summary = grade_folder(args.name, args.submissions, args.output, feedback_dir=args.feedback, limits=limits,
-                           jobs=args.jobs)
+                           jobs=args.jobs, lang=args.lang, roster=args.roster, lms_format=args.lms_format)
     print(summary.report())
     return 130 if summary.interrupted else 0
 

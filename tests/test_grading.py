@@ -23,7 +23,7 @@ ASSIGNMENT = "multimodal-request"
 
 
 def rows(path: Path) -> dict[str, dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         return {row["student"]: row for row in csv.DictReader(handle)}
 
 

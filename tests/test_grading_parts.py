@@ -25,8 +25,13 @@ def test_submissions_in_both_layouts(tmp_path) -> None:
     for name in ("a.ipynb", "b.ipynb"):
         (tmp_path / "cleo" / name).write_text("{}")
     (tmp_path / "notes.txt").write_text("not a submission")
+    (tmp_path / "ana.py").write_text("print('my answers')")
+    (tmp_path / "dan").mkdir()
     found = {s.student: s for s in find_submissions(tmp_path)}
-    assert sorted(found) == ["ana", "ben", "cleo"]
+    assert sorted(found) == ["ana", "ana.py", "ben", "cleo", "dan", "notes"]  # every entry gets a row
+    assert found["notes"].path is None and "not a notebook (notes.txt)" in found["notes"].problem
+    assert found["ana.py"].path is None and found["ana.py"].file == "ana.py" and found["ana"].file == "ana.ipynb"
+    assert found["dan"].path is None and "no notebook" in found["dan"].problem
     assert found["ben"].path == tmp_path / "ben" / "lab.ipynb"          # checkpoints are not submissions
     assert found["cleo"].path is None and "2 notebooks" in found["cleo"].problem
     with pytest.raises(GradingError, match="No submissions folder"):
@@ -43,11 +48,40 @@ def test_gradebook_survives_a_cut_row_and_refuses_other_columns(tmp_path) -> Non
         handle.write("cleo,2,2")  # the crash came mid-row
     book = Gradebook(path, ["q1"])
     assert sorted(book.rows) == ["ana", "ben"]
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["student"] for r in rows] == ["ana", "ben"] and rows[1]["reason"] == "broken JSON, with a comma"
     with pytest.raises(GradingError, match="other questions"):
         Gradebook(path, ["q1", "q2"])
+
+
+def test_gradebook_opens_in_a_spreadsheet_without_running_anything(tmp_path) -> None:
+    """Ids from file names go into cells: formulas are neutralised as OWASP recommends, bidi controls
+    removed, the original name kept; UTF-8 with a BOM (Excel), rows sorted by student; resume still
+    finds every student by the id it had."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    names = ["=HYPERLINK(\"evil.example\",\"x\")", "@SUM(A1)", "-2+3", "+1", "王芳", "ab\u202etxt.exe"]
+    for name in names:
+        (subs / f"{name}.ipynb").write_text("{}")
+    found = {s.student: s for s in find_submissions(subs)}
+    assert "abtxt.exe" in found and found["abtxt.exe"].file == "ab\u202etxt.exe.ipynb"
+    path = tmp_path / "grades.csv"
+    with Gradebook(path, ["q1"]) as book:
+        for sub in reversed(list(found.values())):
+            book.add({"student": sub.student, "file": sub.file, "q1": "1", "total": "1", "possible": "1",
+                      "status": "ok", "reason": "=cmd|' /C calc'!A0"})
+    raw = path.read_bytes()
+    assert raw.startswith("\ufeff".encode("utf-8")) and raw.count("\ufeff".encode("utf-8")) == 1
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    for row in table:
+        for column in ("student", "file", "reason"):
+            assert not row[column].startswith(("=", "+", "-", "@", "\t", "\r")), row
+            assert "\u202e" not in row["student"]
+    assert [r["student"] for r in table] == sorted(r["student"] for r in table)
+    assert {r["student"] for r in table} >= {"'=HYPERLINK(\"evil.example\",\"x\")", "'@SUM(A1)", "'-2+3", "王芳"}
+    assert sorted(Gradebook(path, ["q1"]).rows) == sorted(found)  # resume matches the ids as they were
 
 
 def test_feedback_shows_public_messages_and_only_hints_of_hidden_tests() -> None:
@@ -106,3 +140,45 @@ def test_feedback_files_of_different_students_never_collide() -> None:
     names = [_feedback_name(s) for s in ("a b", "a_b", "a+b", "_x_", "x", "..", "student")]
     assert len(set(names)) == len(names), names
     assert _feedback_name("s001") == "s001.md"
+
+
+def test_roster_exports_for_canvas_and_moodle(tmp_path) -> None:
+    from labkit.grading.roster import Roster, write_export
+
+    grades = {"s001": {"total": "16", "q1": "4", "status": "ok"},
+              "wang.fang": {"total": "8", "q1": "4", "status": "ok"},
+              "=cmd|calc": {"total": "0", "q1": "0", "status": "invalid"}}
+    canvas = tmp_path / "canvas.csv"
+    canvas.write_text("\ufeffStudent,ID,SIS User ID,SIS Login ID,Section\n    Points Possible,,,,\n"
+                      "Ana Li,101,s001,ali,A\n王芳,102,s002,wang.fang,A\nBen Ko,103,s003,bko,B\n", encoding="utf-8")
+    roster = Roster.load(canvas, "canvas")
+    out = tmp_path / "grades-canvas.csv"
+    unmatched = write_export(roster, grades, "multimodal-request", ["q1"], out)
+    assert unmatched == ["=cmd|calc"]
+    raw = out.read_bytes()
+    assert raw.startswith("\ufeff".encode("utf-8"))
+    with out.open(encoding="utf-8-sig", newline="") as handle:
+        table = list(csv.reader(handle))
+    assert table[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "multimodal-request"]
+    assert [r[0] for r in table[1:]] == ["    Points Possible", "Ana Li", "王芳", "Ben Ko"]  # the roster's order
+    assert [r[-1] for r in table[2:]] == ["16", "8", ""]  # matched by SIS User ID and by SIS Login ID
+    moodle = tmp_path / "moodle.csv"
+    moodle.write_text("First name,Last name,ID number,Username,Email address\n"
+                      "Ana,Li,,ana,s001@uni.edu\nFang,Wang,2024002,wfang,wang.fang@uni.edu\n", encoding="utf-8")
+    unmatched = write_export(Roster.load(moodle, "moodle"), grades, "lab", ["q1"], tmp_path / "m.csv")
+    with (tmp_path / "m.csv").open(encoding="utf-8-sig", newline="") as handle:
+        table = list(csv.reader(handle))
+    assert [r[-1] for r in table[1:]] == ["16", "8"] and unmatched == ["=cmd|calc"]  # by the email's user part
+    with pytest.raises(GradingError, match="--format"):
+        Roster.load(moodle, "canvas")
+
+
+def test_feedback_in_the_students_language() -> None:
+    from labkit.grading.feedback import N_, Note
+
+    cases = {"q1": [{"hidden": True, "passed": False, "hint": "", "points": 1, "not_run": True}]}
+    reason = [Note(N_("{count} cell(s) raised or ran out of time"), count=1)]
+    zh = render("ana", "lab", {"q1": 0.0}, {"q1": 1.0}, ["第 1 个单元格出错：X"], "errors", reason, cases, "zh")
+    en = render("ana", "lab", {"q1": 0.0}, {"q1": 1.0}, ["cell 1 raised: X"], "errors", reason, cases, "en")
+    assert "说明：1 个单元格出错或超时" in zh and "测试没有运行" in zh and "**总分：0 / 1**" in zh
+    assert "Note: 1 cell(s) raised or ran out of time" in en and "did not run" in en and "**Total: 0 / 1**" in en

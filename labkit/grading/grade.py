@@ -1,19 +1,22 @@
 """Grading a folder of submitted notebooks: one sandboxed child per submission, a durable gradebook.
 
-For each ``SUBMISSIONS/<student>.ipynb`` (or ``SUBMISSIONS/<student>/<any>.ipynb``) not already in
+For each entry of ``SUBMISSIONS`` (``<student>.ipynb`` or ``<student>/<any>.ipynb``) not already in
 the gradebook:
 
-1. the notebook's JSON is read here; a file that is not a notebook is recorded as ``invalid``;
-2. a copy goes into a fresh temporary folder, and :mod:`labkit.grading.execute` runs it in a child
-   process inside :mod:`labkit.grading.jail` (own namespaces, grading user, limits), with an
-   environment holding no ``LABKIT_*``/``OPENAI_*`` setting of this machine: the child starts its own
+1. the notebook's JSON is read here; anything that cannot be graded (not a notebook, a ``.py``, two
+   notebooks, a link, broken JSON) gets an ``invalid`` row with the reason;
+2. a copy goes into a fresh temporary folder, and :mod:`labkit.grading.execute` runs it inside
+   :mod:`labkit.grading.jail` (own namespaces, grading users, a control group, limits), with an
+   environment holding no ``LABKIT_*``/``OPENAI_*`` setting of this machine: the sandbox starts its own
    practice server, so grading never reaches the class's real backend;
-3. once the child reports that the student's cells have finished, the tests (public and hidden,
-   from ``otter assign``'s autograder notebook) are written to its standard input, and otter's test
-   classes score them in the child; the results come back on a private pipe, with a nonce;
-4. a wall-clock limit kills the child's whole process group; a run that dies, hangs or floods is
-   recorded with its reason and the next submission runs;
-5. the row is appended to the CSV and fsynced, and the student's Chinese feedback file is written.
+3. the student's cells run in one process; once they have finished, the tests (public and hidden,
+   from ``otter assign``'s autograder notebook) go to the sandbox's supervisor, which hands them to a
+   test process that never runs the student's code (otter's test classes score them there); the
+   results come back on a private pipe, with a nonce;
+4. a wall-clock limit kills the whole sandbox; a run that dies, hangs or floods is recorded with its
+   reason and the next submission runs;
+5. the row is appended to the CSV and fsynced, and the student's feedback file is written in the
+   students' language.
 
 Example:
     >>> summary = grade_folder("multimodal-request", "submissions", "grades.csv")  # doctest: +SKIP
@@ -37,19 +40,20 @@ import tempfile
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..i18n import _, language
-from . import jail
+from ..i18n import LANGUAGES, _, language
+from . import cgroup, jail
 from .assignments import ASSIGNMENTS_DIR, GradingError, build, master_path
-from .feedback import failure_line, render
+from .feedback import N_, Note, cell_error, failure_line, render
 from .gradebook import Gradebook
+from .roster import Roster, write_export
 
-__all__ = ["Submission", "Outcome", "GradeSummary", "find_submissions", "grade_folder"]
+__all__ = ["Submission", "Outcome", "GradeSummary", "clean_id", "find_submissions", "grade_folder"]
 
 _SAFE_ID = re.compile(r"[^\w.\-]+")
 _CHANNEL_LIMIT = 4 * 1024 * 1024
@@ -57,12 +61,28 @@ _CHANNEL_LIMIT = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Submission:
-    """One student's notebook: ``student`` (the id), ``path``, and ``problem`` when the folder is
-    ambiguous (e.g. two notebooks)."""
+    """One entry of the submissions folder: ``student`` (the id, cleaned of bidi and control
+    characters), ``path`` (the notebook), ``problem`` when it cannot be graded (not a notebook, two
+    notebooks, a link …) and ``file``, the entry's original name."""
 
     student: str
     path: Path | None
     problem: str = ""
+    file: str = ""
+
+
+_INVISIBLE = re.compile("[\x00-\x1f\x7f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_id(name: str) -> str:
+    """A student id from a file name: bidi overrides and control characters removed (a right-to-left
+    override would make ``fdp.exe`` read as ``exe.pdf`` in a spreadsheet).
+
+    Example:
+        >>> clean_id("王芳"), clean_id("ab\u202edc")
+        ('王芳', 'abdc')
+    """
+    return _INVISIBLE.sub("", name).strip() or "student"
 
 
 def find_submissions(folder: str | os.PathLike[str]) -> list[Submission]:
@@ -80,24 +100,36 @@ def find_submissions(folder: str | os.PathLike[str]) -> list[Submission]:
                              "or <student>/ folders.").format(path=str(folder)))
     found: dict[str, Submission] = {}
     top = root.resolve()
-    for entry in sorted(root.iterdir()):
-        if entry.name.startswith("."):
-            continue
+    entries = [e for e in sorted(root.iterdir()) if not e.name.startswith(".")]
+    notebooks_here = {clean_id(e.stem) for e in entries if e.suffix == ".ipynb" and not e.is_symlink()}
+
+    def add(student: str, path: Path | None, problem: str, entry: Path) -> None:
+        student = clean_id(student)
+        if student in found:  # e.g. ana.ipynb and ana.py: each keeps a row of its own
+            student = clean_id(entry.name)
+        found[student] = Submission(student, path, problem, entry.name + ("/" if entry.is_dir() else ""))
+
+    for entry in entries:
         if entry.is_symlink():  # a link could name the master notebook, another student's work or /dev/zero
-            found[entry.stem if entry.suffix == ".ipynb" else entry.name] = Submission(
-                entry.stem if entry.suffix == ".ipynb" else entry.name, None,
-                _("a symbolic link, not a submitted file: submit the notebook itself"))
+            add(entry.stem if entry.suffix == ".ipynb" else entry.name, None,
+                Note(N_("a symbolic link, not a submitted file: submit the notebook itself")), entry)
         elif entry.is_file() and entry.suffix == ".ipynb":
-            found[entry.stem] = Submission(entry.stem, entry)
+            add(entry.stem, entry, "", entry)
         elif entry.is_dir():
             notebooks = sorted(p for p in entry.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
                                and not _linked(p, top))
             if len(notebooks) == 1:
-                found[entry.name] = Submission(entry.name, notebooks[0])
+                add(entry.name, notebooks[0], "", entry)
             elif notebooks:
-                found[entry.name] = Submission(entry.name, None, _("{count} notebooks in the folder ({names}): "
-                                                                  "submit exactly one").format(
-                    count=len(notebooks), names=", ".join(p.name for p in notebooks[:5])))
+                names = ", ".join(p.name for p in notebooks[:5])
+                add(entry.name, None, Note(N_("{count} notebooks in the folder ({names}): submit exactly one"),
+                                           count=len(notebooks), names=names), entry)
+            else:
+                add(entry.name, None, Note(N_("a folder with no notebook in it: submit the .ipynb file")), entry)
+        else:
+            stem = entry.stem if clean_id(entry.stem) not in notebooks_here else entry.name
+            add(stem, None, Note(N_("not a notebook ({name}): only .ipynb files can be graded; submit the notebook "
+                                 "itself"), name=entry.name), entry)
     return list(found.values())
 
 
@@ -108,9 +140,11 @@ class Outcome:
     student: str
     status: str
     reason: str = ""
+    file: str = ""
+    detail: Any = None
     scores: dict[str, float] = field(default_factory=dict)
     cases: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    cell_errors: list[str] = field(default_factory=list)
+    cell_errors: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -126,6 +160,8 @@ class GradeSummary:
     wall_time: float = 0.0
     interrupted: bool = False
     isolation: str = "process"
+    export: Path | None = None
+    unmatched: list[str] = field(default_factory=list)
 
     def pass_rates(self) -> dict[str, tuple[float, float]]:
         """For each question, over every row of the gradebook: (share with full marks, mean share of the points).
@@ -160,13 +196,18 @@ class GradeSummary:
         for row in self.rows.values():
             statuses[row.get("status", "")] = statuses.get(row.get("status", ""), 0) + 1
         lines.append(_("status: {counts}").format(counts=", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))))
+        if self.export is not None:
+            lines.append(_("For the LMS: {path}").format(path=str(self.export)))
+        if self.unmatched:
+            lines.append(_("Not in the roster ({count}): {ids}. Rename these submissions to the roster's ids, or add "
+                           "the students to the LMS.").format(count=len(self.unmatched), ids=", ".join(self.unmatched)))
         return "\n".join(lines)
 
 
 def _child_env() -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "PYTHONUNBUFFERED": "1",
-           "LABKIT_PRACTICE_FAST": "1", "MPLBACKEND": "Agg", "LABKIT_LANG": language()}
+           "LABKIT_PRACTICE_FAST": "1", "LABKIT_PRACTICE_SHARED": "0", "MPLBACKEND": "Agg", "LABKIT_LANG": language()}
     return env  # nothing of this machine's LABKIT_*/OPENAI_* settings: grading never uses the real backend
 
 
@@ -199,11 +240,11 @@ def _read_notebook(path: Path) -> tuple[dict[str, Any] | None, str]:
     try:
         data = json.loads(_read_bytes(path).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, _("not a notebook: broken JSON ({error})").format(error=str(exc)[:120])
+        return None, Note(N_("not a notebook: broken JSON ({error})"), error=str(exc)[:120])
     except OSError as exc:
-        return None, _("cannot read the file: {error}").format(error=exc.strerror or exc)
+        return None, Note(N_("cannot read the file: {error}"), error=str(exc.strerror or exc))
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
-        return None, _("not a notebook: no list of cells")
+        return None, Note(N_("not a notebook: no list of cells"))
     return data, ""
 
 
@@ -221,7 +262,7 @@ class _Grader:
         self.running: dict[int, subprocess.Popen[bytes]] = {}
         self.lock = threading.Lock()
         self.stopping = False
-        self.root = jail.isolation() == "root"
+        self.root = os.geteuid() == 0  # as root, submissions run as grading users (with or without namespaces)
         self.slots = list(range(64))
 
     def kill_all(self) -> None:
@@ -233,6 +274,7 @@ class _Grader:
     def grade(self, submission: Submission) -> Outcome:
         started = time.perf_counter()
         outcome = self._grade(submission)
+        outcome.file = submission.file
         outcome.seconds = time.perf_counter() - started
         return outcome
 
@@ -260,14 +302,22 @@ class _Grader:
 
     def _run(self, student: str, workdir: Path, notebook: str, nb: dict[str, Any], slot: int) -> Outcome:
         uid = jail.grading_uid(slot) if self.root else None
+        if uid is not None and jail.isolation() == "process":  # no namespaces: the grading users work here
+            for path in (workdir, workdir / notebook):
+                os.chown(path, uid, uid)
+            workdir.chmod(0o2770)
         config = jail.JailConfig(str(workdir), self.hide_dirs, self.hide_files, uid, self.limits, _needed_paths())
         read_end, write_end = os.pipe()
-        child = [sys.executable, "-m", "labkit.grading.execute", str(write_end), notebook, str(self.limits.cell),
-                 str(self.limits.output_chars)]
+        inside = json.dumps({"uid": uid, "limits": asdict(self.limits), "roots": _needed_paths()})
+        child = [sys.executable, "-m", "labkit.grading.execute", "supervise", str(write_end), notebook,
+                 str(self.limits.cell), str(self.limits.output_chars), inside]
         log_path = workdir.parent / f"{workdir.name}.log"
+        group = cgroup.create(workdir.name, processes=self.limits.processes + 64,
+                              memory_mb=self.limits.memory_mb + 1024) if self.root else None
+        command = jail.command(config, child)
         with open(log_path, "wb") as log:
             try:
-                proc = subprocess.Popen(jail.command(config, child), stdin=subprocess.PIPE, stdout=log,
+                proc = subprocess.Popen(group.wrap(command) if group else command, stdin=subprocess.PIPE, stdout=log,
                                         stderr=subprocess.STDOUT, env=_child_env(), start_new_session=True,
                                         pass_fds=(write_end,))
             finally:
@@ -278,6 +328,8 @@ class _Grader:
             return self._talk(student, proc, read_end, nb, log_path)
         finally:
             _kill(proc)
+            if group is not None:
+                group.remove()
             with self.lock:
                 self.running.pop(proc.pid, None)
             os.close(read_end)
@@ -293,7 +345,7 @@ class _Grader:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.stopping:
                 _kill(proc)
-                reason = _("ran past the time limit of {seconds:g} s (killed)").format(seconds=self.limits.wall)
+                reason = Note(N_("ran past the time limit of {seconds:g} s (killed)"), seconds=self.limits.wall)
                 return self._timed_out(student, cells, nb, reason)
             ready, _w, _x = select.select([channel], [], [], min(remaining, 0.5))
             if not ready:
@@ -304,7 +356,7 @@ class _Grader:
             buffer += chunk
             if len(buffer) > _CHANNEL_LIMIT:
                 _kill(proc)
-                return Outcome(student, "crashed", _("flooded the grader's results channel (killed)"))
+                return Outcome(student, "crashed", Note(N_("flooded the grader's results channel (killed)")))
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 try:
@@ -350,11 +402,12 @@ class _Grader:
         notes = []
         if outcome.cell_errors:
             outcome.status = "errors"
-            notes.append(_("{count} cell(s) raised or ran out of time").format(count=len(outcome.cell_errors)))
+            notes.append(Note(N_("{count} cell(s) raised or ran out of time"), count=len(outcome.cell_errors)))
         if flood.get("output_dropped"):
-            notes.append(_("printed {chars} characters; only the first {kept} were kept").format(
-                chars=flood.get("output_chars"), kept=self.limits.output_chars))
+            notes.append(Note(N_("printed {chars} characters; only the first {kept} were kept"),
+                              chars=flood.get("output_chars"), kept=self.limits.output_chars))
         outcome.reason = "; ".join(notes)
+        outcome.detail = notes
         return outcome
 
 
@@ -403,22 +456,16 @@ def _cases(spec: dict[str, Any], entry: dict[str, Any]) -> list[dict[str, Any]]:
             hint = case.get("failure_message") or ""
         else:
             hint = failure_line(str(result.get("message", ""))) if result else ""
-        if not result:
-            hint = hint or "测试没有运行（笔记本在此之前停止）"
-        rows.append({"hidden": hidden, "passed": passed, "hint": hint, "points": case.get("points") or 0})
+        rows.append({"hidden": hidden, "passed": passed, "hint": hint, "points": case.get("points") or 0,
+                     "not_run": not result})
     return rows
 
 
-def _cell_errors(cells: list[dict[str, Any]], nb: dict[str, Any]) -> list[str]:
-    errors = []
-    for report in cells:
-        if report.get("skipped") or "index" not in report:
-            continue
-        if report.get("timeout"):
-            errors.append(f"第 {report['index'] + 1} 个单元格运行超时，被中断")
-        elif report.get("error"):
-            errors.append(f"第 {report['index'] + 1} 个单元格出错：{report['error']}")
-    return errors
+def _cell_errors(cells: list[dict[str, Any]], nb: dict[str, Any]) -> list[dict[str, Any]]:
+    """The reports of the cells that raised or ran out of time (told in a language by :func:`cell_error`)."""
+    return [{"index": int(r["index"]), "timeout": bool(r.get("timeout")), "error": str(r.get("error") or "")[:400]}
+            for r in cells if isinstance(r, dict) and isinstance(r.get("index"), int) and not r.get("skipped")
+            and (r.get("timeout") or r.get("error"))]
 
 
 def _describe_death(returncode: int | None, log_path: Path, cells: list[dict[str, Any]] | None) -> str:
@@ -428,15 +475,17 @@ def _describe_death(returncode: int | None, log_path: Path, cells: list[dict[str
     except OSError:
         pass
     if "MemoryError" in tail or returncode in (-signal.SIGKILL, -signal.SIGSEGV):
-        what = _("out of memory or killed")
+        what = Note(N_("out of memory or killed"))
     elif returncode is not None and returncode < 0:
-        what = _("killed by signal {signal}").format(signal=-returncode)
+        what = Note(N_("killed by signal {signal}"), signal=-returncode)
     else:
-        what = _("exited with status {code}").format(code=returncode)
-    where = _("after the notebook's cells") if cells is not None else _("while running the notebook")
-    last = [line for line in tail.strip().splitlines() if line.strip()][-1:] if tail.strip() else []
-    return _("the grading process ended {where}: {what}{detail}").format(
-        where=where, what=what, detail=f" ({last[0][:160]})" if last else "")
+        what = Note(N_("exited with status {code}"), code=returncode)
+    where = Note(N_("after the notebook's cells")) if cells is not None else Note(N_("while running the notebook"))
+    # what the processes printed is shown only from before any test ran: afterwards the submission
+    # has seen test arguments, and its output must not carry them into the feedback
+    last = [line for line in tail.strip().splitlines() if line.strip()][-1:] if tail.strip() and cells is None else []
+    return Note(N_("the grading process ended {where}: {what}{detail}"),
+                where=where, what=what, detail=f" ({last[0][:160]})" if last else "")
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -466,7 +515,8 @@ def _feedback_name(student: str) -> str:
 
 
 def _row(outcome: Outcome, questions: dict[str, float]) -> dict[str, Any]:
-    row: dict[str, Any] = {"student": outcome.student, "status": outcome.status, "reason": outcome.reason}
+    row: dict[str, Any] = {"student": outcome.student, "file": outcome.file, "status": outcome.status,
+                           "reason": outcome.reason}
     for question in questions:
         row[question] = f"{outcome.scores.get(question, 0.0):g}"
     row["total"] = f"{sum(outcome.scores.get(q, 0.0) for q in questions):g}"
@@ -514,6 +564,55 @@ def _check_paths(hide_dirs: list[str]) -> None:
                     folder=str(hidden), path=str(path)))
 
 
+def _clean_stale_scratch() -> None:
+    """Delete what an earlier run that was killed (``kill -9``) left: its scratch folder (copies of
+    submissions) and its control groups. Only folders this code made, of a process that is gone."""
+    if os.geteuid() == 0:
+        cgroup.clean_stale()
+    for folder in Path(tempfile.gettempdir()).glob("labkit-grade-*"):
+        try:
+            if not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.geteuid():
+                continue
+            pid = int((folder / "owner.pid").read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_isolation() -> None:
+    """Refuse to grade without the sandbox unless the TA asked for process isolation by name, and
+    then say, before anything runs, what it does not protect."""
+    if jail.isolation() != "process":
+        return
+    if os.environ.get("LABKIT_GRADE_ISOLATION") != "process":
+        raise GradingError(_("This machine cannot build the grading sandbox (neither root nor user namespaces are "
+                             "available), so submissions could read your files and keys and reach the network. "
+                             "Grade as root or where user namespaces are allowed; to grade anyway with process "
+                             "isolation only, set LABKIT_GRADE_ISOLATION=process."))
+    if os.geteuid() == 0 and jail._closed_ancestors(_needed_paths()):
+        raise GradingError(_("LABKIT_GRADE_ISOLATION=process as root runs each submission as a grading user, but the "
+                             "Python environment ({path}) lies in a folder other users cannot enter: install labkit "
+                             "where every user can read it (e.g. /opt), or grade without root.").format(
+            path=sys.prefix))
+    print(_("Warning: LABKIT_GRADE_ISOLATION=process: each submission runs in its own process with a cleaned "
+            "environment and limits (as a grading user of its own when you are root), but without namespaces: "
+            "it can read every file its user can read, reach the network, see the machine's processes and write "
+            "to shared folders such as /tmp and /run/lock. Use it only for submissions you trust."), file=sys.stderr)
+    _undumpable()
+
+
+def _undumpable() -> None:
+    """Make this process's memory and environment unreadable to other processes of the same user (a
+    submission running as the grader's user cannot read ``/proc/<grader>/environ`` or its memory)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except (OSError, AttributeError):
+        pass
+
+
 def grade_folder(
     assignment: str | os.PathLike[str],
     submissions: str | os.PathLike[str],
@@ -523,15 +622,26 @@ def grade_folder(
     limits: jail.Limits | None = None,
     jobs: int = 1,
     progress: bool = True,
+    lang: str = "zh",
+    roster: str | os.PathLike[str] | None = None,
+    lms_format: str = "plain",
 ) -> GradeSummary:
     """Grade every submission in ``submissions`` not yet in ``gradebook`` (see the module's docstring).
 
-    Feedback goes to ``feedback_dir`` (default: ``<gradebook stem>-feedback`` beside it).
+    Feedback goes to ``feedback_dir`` (default: ``<gradebook stem>-feedback`` beside it), in ``lang``
+    (the students' language: ``"zh"`` or ``"en"``). With a ``roster`` (an LMS's CSV export) the grades
+    are also written in that LMS's ``lms_format`` (``plain``, ``canvas`` or ``moodle``) to
+    ``<gradebook stem>-<format>.csv``, matched by student id.
 
     Example:
         >>> grade_folder("batch-evaluation", "submissions", "grades.csv", jobs=2)  # doctest: +SKIP
     """
     started = time.perf_counter()
+    if lang not in LANGUAGES:
+        raise GradingError(_("Unknown feedback language '{lang}': choose one of {langs}.").format(
+            lang=lang, langs=", ".join(LANGUAGES)))
+    class_list = Roster.load(roster, lms_format) if roster is not None else None
+    _check_isolation()
     limits = limits or jail.Limits()
     master = master_path(assignment)
     subs = find_submissions(submissions)
@@ -544,7 +654,9 @@ def grade_folder(
         hide_dirs.append(str(master.parent))  # a TA's own folder of masters
     repo_dirs, repo_files = _repository()
     hide_dirs += repo_dirs
+    _clean_stale_scratch()
     scratch = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
+    (scratch / "owner.pid").write_text(str(os.getpid()))
     try:
         name, tests = _tests_of(master, scratch)
         questions = {name: _possible(spec) for name, spec in tests.items()}
@@ -572,8 +684,10 @@ def grade_folder(
                         outcome = future.result()
                         book.add(_row(outcome, questions))
                         (feedback / _feedback_name(outcome.student)).write_text(
-                            render(outcome.student, name, outcome.scores, questions, outcome.cell_errors,
-                                   outcome.status, outcome.reason, outcome.cases), encoding="utf-8")
+                            render(outcome.student, name, outcome.scores, questions,
+                                   [cell_error(r, lang) for r in outcome.cell_errors], outcome.status,
+                                   outcome.reason if outcome.detail is None else outcome.detail, outcome.cases,
+                                   lang), encoding="utf-8")
                         summary.graded.append(outcome)
                         bar.update(1)
             except KeyboardInterrupt:
@@ -583,6 +697,9 @@ def grade_folder(
                 pool.shutdown(wait=True, cancel_futures=True)
                 bar.close()
             summary.rows = dict(book.rows)
+        if class_list is not None:
+            summary.export = book_path.with_name(f"{book_path.stem}-{lms_format}.csv")
+            summary.unmatched = write_export(class_list, summary.rows, name, list(questions), summary.export)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     summary.wall_time = time.perf_counter() - started

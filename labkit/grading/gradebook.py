@@ -1,8 +1,13 @@
 """The gradebook: a CSV file written one row per student, flushed and fsynced as each is graded.
 
-Columns: ``student``, one score per question, ``total``, ``possible``, ``status``, ``reason``. A crash
-or Ctrl-C loses nothing already written; opening the same file again keeps its complete rows (a row
-cut off half-way is dropped) so grading resumes with the students not yet graded.
+Columns: ``student``, ``file`` (the submitted entry's original name), one score per question,
+``total``, ``possible``, ``status``, ``reason``. A crash or Ctrl-C loses nothing already written;
+opening the same file again keeps its complete rows (a row cut off half-way is dropped) so grading
+resumes with the students not yet graded; closing it sorts the rows by student.
+
+It opens in Excel as it is: UTF-8 with a byte-order mark, and a text cell that a spreadsheet would
+run as a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) is written
+with a leading ``'`` as OWASP recommends (read back without it).
 
 Example:
     >>> import tempfile, pathlib
@@ -24,7 +29,7 @@ from typing import Any
 from ..i18n import _
 from .assignments import GradingError
 
-__all__ = ["STATUSES", "Gradebook", "columns"]
+__all__ = ["STATUSES", "TEXT_COLUMNS", "Gradebook", "columns", "neutralise", "restore"]
 
 STATUSES = ("ok", "errors", "timeout", "crashed", "invalid")
 
@@ -34,9 +39,33 @@ def columns(questions: list[str]) -> list[str]:
 
     Example:
         >>> columns(["q1"])
-        ['student', 'q1', 'total', 'possible', 'status', 'reason']
+        ['student', 'file', 'q1', 'total', 'possible', 'status', 'reason']
     """
-    return ["student", *questions, "total", "possible", "status", "reason"]
+    return ["student", "file", *questions, "total", "possible", "status", "reason"]
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+TEXT_COLUMNS = ("student", "file", "reason")
+
+
+def neutralise(value: str) -> str:
+    """A text cell a spreadsheet shows as text, never runs (OWASP's CSV injection advice).
+
+    Example:
+        >>> neutralise("=HYPERLINK(1)"), neutralise("@SUM(A1)"), neutralise("王芳")
+        ("'=HYPERLINK(1)", "'@SUM(A1)", '王芳')
+    """
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def restore(value: str) -> str:
+    """The cell's text as it was before :func:`neutralise`.
+
+    Example:
+        >>> restore(neutralise("-2+3"))
+        '-2+3'
+    """
+    return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA_START) else value
 
 
 class Gradebook:
@@ -51,7 +80,7 @@ class Gradebook:
             self._load()
 
     def _load(self) -> None:
-        text = self.path.read_bytes().decode("utf-8", errors="replace")
+        text = self.path.read_bytes().decode("utf-8-sig", errors="replace")
         reader = csv.reader(io.StringIO(text))
         header = next(reader, None)
         if header != self.header:
@@ -64,16 +93,20 @@ class Gradebook:
             records.pop()  # the last row was cut off by a crash
         for record in records:
             if len(record) == len(self.header) and record[-2] in STATUSES:
-                self.rows[record[0]] = dict(zip(self.header, record, strict=True))
+                row = dict(zip(self.header, record, strict=True))
+                for name in TEXT_COLUMNS:
+                    row[name] = restore(row[name])
+                self.rows[row["student"]] = row
         if not complete or len(records) != len(self.rows):
             self._rewrite()
 
     def _rewrite(self) -> None:
         temporary = self.path.with_name(self.path.name + ".tmp")
-        with temporary.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, self.header, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(self.rows.values())
+        with temporary.open("w", encoding="utf-8-sig", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(self.header)
+            for student in sorted(self.rows):
+                writer.writerow(self._cells(self.rows[student]))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, self.path)
@@ -81,7 +114,7 @@ class Gradebook:
     def __enter__(self) -> "Gradebook":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists() or not self.path.stat().st_size
-        self._handle = self.path.open("a", encoding="utf-8", newline="")
+        self._handle = self.path.open("a", encoding="utf-8-sig", newline="")
         if fresh:
             self._write(self.header)
         return self
@@ -93,13 +126,18 @@ class Gradebook:
         self._handle.flush()
         os.fsync(self._handle.fileno())
 
+    def _cells(self, row: dict[str, Any]) -> list[str]:
+        return [neutralise(str(row.get(name, ""))) if name in TEXT_COLUMNS else str(row.get(name, ""))
+                for name in self.header]
+
     def add(self, row: dict[str, Any]) -> None:
         """Append one student's row and make it durable before returning."""
-        values = [row.get(name, "") for name in self.header]
-        self._write(values)
-        self.rows[str(row["student"])] = {k: str(v) for k, v in zip(self.header, values, strict=True)}
+        self._write(self._cells(row))
+        self.rows[str(row["student"])] = {name: str(row.get(name, "")) for name in self.header}
 
     def __exit__(self, *exc: object) -> None:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+            if self.rows:
+                self._rewrite()  # sorted by student, for the TA and the LMS import

@@ -31,9 +31,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import resource
 import shutil
-import signal
 import socket
 import stat
 import struct
@@ -45,7 +43,7 @@ from functools import lru_cache
 __all__ = ["Limits", "JailConfig", "isolation", "grading_uid", "command", "main"]
 
 GRADER_UID_BASE = 960_000
-_MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,7 @@ class Limits:
     memory_mb: int = 4096
     output_chars: int = 100_000
     file_mb: int = 64
-    processes: int = 256
+    processes: int = 32
 
 
 @dataclass(frozen=True)
@@ -102,22 +100,61 @@ def isolation() -> str:
     return "process"
 
 
-def grading_uid(slot: int) -> int | None:
-    """The unprivileged user (and group) id submissions run as when the grader is root: one per
-    concurrent slot, so one submission's processes never count against another's limit. These ids
-    have no account (nothing is added to the system) and own nothing outside the sandbox.
+_UID_BLOCK = 256      # ids per run: two per slot (the submission's and the tests' user)
+_UID_BLOCKS = 1000
+_held: dict[str, int] = {}
+
+
+def _uid_block() -> int:
+    """This process's own block of grading user ids, held (by a lock file) as long as it runs: two
+    `labkit grade` runs at once never share an id, so neither can see, signal or count against the
+    other's processes.
 
     Example:
-        >>> grading_uid(1) - grading_uid(0) if os.geteuid() == 0 else 1
-        1
+        >>> _uid_block() == _uid_block()
+        True
     """
-    return GRADER_UID_BASE + slot if os.geteuid() == 0 else None
+    if "base" in _held:
+        return _held["base"]
+    folder = os.path.join("/run" if os.access("/run", os.W_OK) else "/tmp", "labkit-grade-uids")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    start = os.getpid() % _UID_BLOCKS
+    for step in range(_UID_BLOCKS):
+        block = (start + step) % _UID_BLOCKS
+        fd = os.open(os.path.join(folder, f"{block}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        _held["fd"], _held["base"] = fd, GRADER_UID_BASE + block * _UID_BLOCK
+        return _held["base"]
+    raise OSError(0, "every block of grading user ids is in use")
+
+
+def grading_uid(slot: int) -> int | None:
+    """The unprivileged user (and group) id a submission runs as when the grader is root; the test
+    process runs as the next id, in the same group. Two ids per concurrent slot and a block of ids
+    per run, so one submission's processes never count against another's limit and two runs never
+    meet. These ids have no account (nothing is added to the system) and own nothing outside the
+    sandbox.
+
+    Example:
+        >>> grading_uid(1) - grading_uid(0) if os.geteuid() == 0 else 2
+        2
+    """
+    if os.geteuid() != 0:
+        return None
+    if not 0 <= slot < _UID_BLOCK // 2:
+        raise ValueError(f"slot {slot} out of range")
+    return _uid_block() + 2 * slot
 
 
 def command(config: JailConfig, child: list[str]) -> list[str]:
     """The command line that runs ``child`` for one submission at the available isolation level."""
     level = isolation()
-    jail = [sys.executable, "-m", "labkit.grading.jail", json.dumps(asdict(config)), "--"]
+    # the file itself, not the package: it needs only the standard library, and `import labkit` costs seconds
+    jail = [sys.executable, "-I", os.path.abspath(__file__), json.dumps(asdict(config)), "--"]
     if level == "root":
         return [shutil.which("unshare") or "unshare", "--mount", "--net", "--pid", "--fork", "--kill-child",
                 "--", *jail, *child]
@@ -142,20 +179,6 @@ def _loopback_up() -> None:
         request = struct.pack("16sH22x", b"lo", 0)
         flags = struct.unpack("16sH22x", fcntl.ioctl(sock, 0x8913, request))[1]  # SIOCGIFFLAGS
         fcntl.ioctl(sock, 0x8914, struct.pack("16sH22x", b"lo", flags | 1))     # SIOCSIFFLAGS, IFF_UP
-
-
-def _limit(limits: Limits, separate_user: bool) -> None:
-    memory = limits.memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    cpu = int(limits.wall) + 5
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-    size = limits.file_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if separate_user:
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-big write fails with EFBIG instead of killing
 
 
 def _closed_ancestors(paths: list[str]) -> dict[str, set[str]]:
@@ -194,7 +217,7 @@ def _expose(paths: list[str]) -> None:
             os.close(handle)
 
 
-_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
+_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 
 
 def _needed_in(paths: list[str], folders: tuple[str, ...]) -> list[str]:
@@ -239,6 +262,8 @@ def _enter(config: JailConfig, level: str) -> str:
     for target in config.hide_files:
         if os.path.isfile(target):
             _mount("/dev/null", target, None, _MS_BIND)
+    # a /proc of this PID namespace only: no host process, command line or environment is visible
+    _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
     _loopback_up()
     work = "/tmp/submission"
     os.mkdir(work, 0o700)
@@ -248,9 +273,11 @@ def _enter(config: JailConfig, level: str) -> str:
             shutil.copyfileobj(fin, fout)
     os.close(source)
     if level == "root" and config.uid is not None:
+        # the submission's user owns its folder; the test process (the next user id) shares its group
         for root, dirs, files in os.walk(work):
             for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
                 os.chown(name, config.uid, config.uid)
+        os.chmod(work, 0o2770)
     return work
 
 
@@ -265,17 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         work = _enter(config, level)
     else:
         work = config.workdir
-    separate = level == "root" and config.uid is not None
     os.chdir(work)
     env = dict(os.environ, HOME=work, TMPDIR=work if os.getpid() != 1 else "/tmp")
-    if separate:
-        assert config.uid is not None
-        os.setgroups([])
-        os.setgid(config.uid)
-        _limit(config.limits, True)
-        os.setuid(config.uid)
-    else:
-        _limit(config.limits, False)
+    # the supervisor (labkit.grading.execute) starts the submission's and the tests' processes, each
+    # under its own unprivileged user where there is one, and each sets its own limits
     os.execve(child[0], child, env)
     return 127  # not reached
 
