@@ -146,7 +146,7 @@ def test_a_case_that_hangs_fails_alone(tmp_path: Path, make: Maker) -> None:
     """strip_role_prefix hangs on two hidden cases of q3, swallowing every exception (doctest's bare
     except does the same): those two cases fail, everything else scores."""
     hanging = ("def strip_role_prefix(text):\n"
-               "    if 'I am an assistant' in text or 'The assistant said' in text:\n"
+               "    if text.startswith('assistant\\nI am') or 'The assistant said' in text:\n"
                "        while True:\n"
                "            try:\n"
                "                sum(range(10 ** 6))\n"

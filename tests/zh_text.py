@@ -25,6 +25,7 @@ ALLOWED = frozenset("""
     str int float bytes None True False def dict list tuple
     id key url path text image content role user assistant Assistant system messages model usage temperature
     rows weak ttft notebooks work ask Reply Lines
+    root zh en plain canvas moodle Canvas Moodle LMS CSV
 """.split())
 #: Multi-word names, removed before the words are looked at.
 PHRASES = ("JSON Lines", "Hugging Face", "http(s)", "otter assign")
