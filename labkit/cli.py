@@ -67,7 +67,8 @@ def _practice_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.add_argument("--api-key", action="append", default=[], metavar="KEY",
                    help=_("require this API key (repeatable); without it any key is accepted"))
     p.add_argument("--max-images", type=count, default=None, help=_("images per request (default 1)"))
-    p.add_argument("--max-body-mb", type=positive, default=None, help=_("request size limit in MB (default 20)"))
+    p.add_argument("--max-body-mb", type=positive, default=None,
+                   help=_("request size limit in MB (default: none, as on the real servers)"))
     p.add_argument("--max-model-len", type=count, default=None,
                    help=_("context length in tokens, images included as vLLM counts them (default 4096)"))
     p.add_argument("--max-connections", type=count, default=None,

@@ -136,7 +136,8 @@ class PracticeConfig:
     ttft_per_image: float = 0.5
     tokens_per_second: float = 25.0
     max_images: int = 1
-    max_body_bytes: int = 20 * 1024 * 1024
+    #: A limit on the request body (no real server has one: None).
+    max_body_bytes: int | None = None
     max_model_len: int = 4096
     api_keys: tuple[str, ...] = ()
     faults: FaultConfig = field(default_factory=FaultConfig)
@@ -153,7 +154,8 @@ class PracticeConfig:
         for name in ("header_timeout", "keep_alive_timeout", "body_timeout"):
             _check(name, getattr(self, name), low=0, low_ok=False)
         for name in ("max_body_bytes", "max_model_len", "max_connections"):
-            _check(name, getattr(self, name), low=1)
+            if getattr(self, name) is not None:
+                _check(name, getattr(self, name), low=1)
         _check("max_images", self.max_images, low=0)
 
     @property

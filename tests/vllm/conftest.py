@@ -54,6 +54,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from conformance import SUMMARY
+
+    if SUMMARY:
+        terminalreporter.section("differential conformance")
+        for line in SUMMARY:
+            terminalreporter.write_line(line)
     if _timings:
         terminalreporter.section("real vLLM engine timings")
         for name, seconds in _timings.items():
