@@ -471,12 +471,16 @@ def observe(client: httpx.Client, base: str, case: Case, payload: bytes | None =
     """Send ``case`` (or ``payload``, its bytes built once for both servers) to the server at ``base``
     (``http://…/v1``) byte for byte and read the answer."""
     payload = case.payload() if payload is None else payload
-    try:
-        response = client.request(case.method, base + case.path, content=payload or None,
-                                  headers=dict(case.headers))
-        raw = response.content
-    except (httpx.RemoteProtocolError, httpx.ReadError):  # the server dropped the connection mid-answer
-        return Observation(0, {}, "text", body="connection dropped")
+    for attempt in (1, 2):
+        try:
+            response = client.request(case.method, base + case.path, content=payload or None,
+                                      headers=dict(case.headers))
+            raw = response.content
+            break
+        except (httpx.RemoteProtocolError, httpx.ReadError):  # the server dropped the connection mid-answer
+            # once more, on a new connection: a kept-alive one the server had just closed fails the same way
+            if attempt == 2:
+                return Observation(0, {}, "text", body="connection dropped")
     headers = {k: v for k, v in response.headers.items() if k in CLIENT_HEADERS}
     if "access-control-allow-methods" in headers:  # a set, in whichever order
         headers["access-control-allow-methods"] = ",".join(sorted(
