@@ -343,9 +343,8 @@ def _messages(messages: Any, config: PracticeConfig) -> tuple[list[tuple[str, li
         urls += found
     # FastChat answers an empty conversation, or one ending with the assistant, as any other.
     if len(urls) > config.max_images and config.dialect == "vllm":
-        raise Problem(400, f"At most {config.max_images} image(s) may be provided in one prompt; this request has "
-                           f"{len(urls)}. Send one image per request, or drop older images from the history",
-                      param="image")
+        raise Problem(400, f"At most {config.max_images} image(s) may be provided in one prompt. (parameter=image)",
+                      param="image")  # vLLM 0.32's words
     return texts_by_role, urls
 
 
