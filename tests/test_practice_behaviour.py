@@ -150,6 +150,13 @@ def test_body_size_limit() -> None:
         assert "over the" in r.json()["message"] and "labkit.encode_image" in r.json()["message"]
 
 
+def test_no_body_size_is_refused_by_default(fastchat_url: str) -> None:
+    """No real server limits the body (the course document's sample with a 12 MP photo is 33 MB): a 25 MB
+    body is read and judged on what it says (here: far over the context)."""
+    r = post(fastchat_url, body("word " * 5_000_000))
+    assert r.status_code == 400 and r.json()["code"] == 40303
+
+
 def test_non_stream_allowed_when_switched_on() -> None:
     with serve_in_thread(fast=True, allow_non_stream=True) as base:
         client = openai.OpenAI(base_url=base, api_key="k")
