@@ -72,7 +72,8 @@ def _practice_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
                    help=_("require this API key (repeatable). Every user of the machine sees it in `ps`: prefer "
                           "--api-key-file"))
     p.add_argument("--max-images", type=count, default=None, help=_("images per request (default 1)"))
-    p.add_argument("--max-body-mb", type=positive, default=None, help=_("request size limit in MB (default 20)"))
+    p.add_argument("--max-body-mb", type=positive, default=None,
+                   help=_("request size limit in MB (default: none, as on the real servers)"))
     p.add_argument("--max-model-len", type=count, default=None,
                    help=_("context length in tokens (default 4096): the vllm dialect counts the images' tokens "
                           "too, the fastchat dialect the text only, as the real servers do"))

@@ -1,8 +1,9 @@
 """A multi-turn :class:`Conversation` that keeps its history and never overflows the model's context.
 
-The budget is the model's context (4,096 tokens for the course's llava-v1.6-34b): the history, the
-new question (with its image) and the answer must all fit. labkit counts it as exactly as the
-backend lets it:
+The budget is the model's context: what the backend reports where it says (vLLM's ``max_model_len`` in
+``/v1/models``, e.g. 2,048 for ``vllm serve --max-model-len 2048``), else ``context_tokens`` (4,096 by
+default, the course's llava-v1.6-34b). The history, the new question (with its image) and the answer must
+all fit. labkit counts it as exactly as the backend lets it:
 
 - vLLM reports ``usage`` (labkit always asks with ``stream_options.include_usage``): the prompt and
   answer sizes it sends are taken as they are, per message.
@@ -12,9 +13,11 @@ backend lets it:
 
 Before each question the oldest images and then the oldest whole turns go until the history plus
 ``reserve_tokens`` fits, and the answer's ``max_tokens`` is capped at what is left. If the backend
-still rejects the request as too long (FastChat's code 40303; vLLM's "maximum context length" /
-"longer than the maximum model length"), the oldest turn is dropped and the question is asked once
-more. Every removal is printed, so a student knows what the model no longer sees.
+still rejects the request as too long (FastChat's code 40303; vLLM 0.32's "maximum context length",
+"Input length (N) exceeds model's maximum context length (M)" and "max_tokens=N cannot be greater than
+max_model_len=M"), labkit learns the figures it states, drops the oldest turn where that helps and asks
+once more. Every removal is printed once, with its reason, so a student knows what the model no longer
+sees and why.
 
 Example:
     >>> conv = Conversation(system="Answer briefly.")
@@ -27,11 +30,13 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
+from .context import backend_context_length
 from .errors import BackendError, RequestRejected, StreamError, UsageError
 from .failures import error_message
-from .i18n import _
+from .i18n import _, ngettext
 from .images import ImageSource
 from .messages import CONTEXT_TOKENS, Message, assistant, estimate_tokens, image_tokens_of, user
 from .streaming import Reply, chat
@@ -42,12 +47,34 @@ _REMOVED = "[an earlier image was removed from the history to save context]"
 
 _OVERFLOW = re.compile(
     r"maximum context length|maximum model length|longer than the maximum|context length is|"
-    r"exceeds? (?:the )?(?:maximum|model|context)|too many tokens|prompt is too long|reduce the length",
+    r"exceeds? (?:the )?(?:maximum|model|context)|too many tokens|prompt is too long|reduce the length|"
+    r"cannot be greater than max_model_len",
     re.IGNORECASE)
-_CONTEXT_NUMBER = re.compile(r"maximum (?:context|model) length (?:is|of) (\d+)", re.IGNORECASE)
+# FastChat and vLLM: "maximum context length is 4096"; vLLM 0.32: "max_model_len=2048", "maximum context
+# length (2048)" (tests/fixtures/captures/vllm-0.32-cpu-context-2048.txt).
+_CONTEXT_NUMBER = re.compile(
+    r"maximum (?:context|model) length (?:is|of) (\d+)|max_model_len=(\d+)|maximum context length \((\d+)\)",
+    re.IGNORECASE)
 _PROMPT_NUMBER = re.compile(
     r"(\d+) in the messages|has (\d+) input tokens|resulted in (\d+) tokens|prompt \(length (\d+)\)|"
-    r"(\d+) input tokens", re.IGNORECASE)
+    r"(\d+) input tokens|Input length \((\d+)\)", re.IGNORECASE)
+#: vLLM 0.32 refuses a max_tokens above the context outright (the prompt may well fit).
+_MAX_TOKENS_REFUSED = re.compile(r"max_(?:completion_)?tokens=(\d+) cannot be greater than max_model_len",
+                                 re.IGNORECASE)
+
+
+def _quote(text: str, limit: int = 300) -> str:
+    """A backend's message on one line: whole, or cut at a word boundary with an ellipsis.
+
+    Example:
+        >>> _quote("one two three", limit=9)
+        'one two…'
+    """
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return cut.rstrip(",;:") + "…"
 
 
 def is_context_overflow(exc: BaseException) -> tuple[bool, int | None, int | None]:
@@ -83,7 +110,8 @@ def is_context_overflow(exc: BaseException) -> tuple[bool, int | None, int | Non
     context = _CONTEXT_NUMBER.search(message)
     prompt = _PROMPT_NUMBER.search(message)
     prompt_tokens = next((int(g) for g in prompt.groups() if g), None) if prompt else None
-    return True, int(context.group(1)) if context else None, prompt_tokens
+    context_tokens = next((int(g) for g in context.groups() if g), None) if context else None
+    return True, context_tokens, prompt_tokens
 
 
 def _text_checked(value: object, what: str) -> str:
@@ -102,10 +130,58 @@ def _positive(value: object, what: str) -> int:
     return value
 
 
+@dataclass
+class _Trimmed:
+    """What one trimming removed, and why (for one notice)."""
+
+    before: int = 0
+    reserve: int = 0
+    images_for_limit: int = 0
+    images_for_room: int = 0
+    turns: int = 0
+    messages: int = 0
+
+    def _room_parts(self) -> list[str]:
+        parts = []
+        if self.images_for_room:
+            parts.append(ngettext("one older image", "{n} older images", self.images_for_room)
+                         .format(n=self.images_for_room))
+        if self.turns:
+            parts.append(ngettext("the oldest question with its answer", "the {n} oldest questions and answers",
+                                  self.turns).format(n=self.turns))
+        if self.messages:
+            parts.append(ngettext("the oldest single message", "the {n} oldest messages", self.messages)
+                         .format(n=self.messages))
+        return parts
+
+    def parts(self) -> list[str]:
+        """What was removed, in words (images over the per-request limit first)."""
+        limit = [ngettext("one older image", "{n} older images", self.images_for_limit)
+                 .format(n=self.images_for_limit)] if self.images_for_limit else []
+        return limit + self._room_parts()
+
+    def notices(self, max_images: int, context: int) -> list[str]:
+        """One sentence per reason, each naming what went."""
+        out = []
+        if self.images_for_limit:
+            out.append(ngettext(
+                "removed an older image from the conversation: the backend takes at most {limit} image(s) per "
+                "request.",
+                "removed {n} older images from the conversation: the backend takes at most {limit} image(s) per "
+                "request.", self.images_for_limit).format(n=self.images_for_limit, limit=max_images))
+        room = self._room_parts()
+        if room:
+            out.append(_("removed {what} from the conversation: the history ({tokens} tokens) and {reserve} tokens "
+                         "kept for the answer did not fit the {context}-token context.").format(
+                what=_(" and ").join(room), tokens=self.before, reserve=self.reserve, context=context))
+        return out
+
+
 class Conversation:
     """A multi-turn chat that keeps its history and stays inside the model's context.
 
-    ``context_tokens`` is the model's context (4,096 by default; vLLM's ``--max-model-len``),
+    ``context_tokens`` is the model's context when the backend does not say (4,096 by default); vLLM
+    reports its ``--max-model-len``, which is used instead (or ``context_tokens`` if that is smaller),
     ``reserve_tokens`` the room kept for an answer when trimming, ``max_images`` how many images
     the history keeps (the course backend takes one per request). See the module's description for
     how the budget is counted and what happens when the backend still refuses.
@@ -123,14 +199,18 @@ class Conversation:
         system: str | None = None,
         *,
         max_images: int = 1,
-        context_tokens: int = CONTEXT_TOKENS,
+        context_tokens: int | None = None,
         reserve_tokens: int = 512,
     ) -> None:
         self.messages: list[Message] = []
         if system:
             self.messages.append({"role": "system", "content": _text_checked(system, "Conversation(system)")})
         self.max_images = max_images
-        self.context_tokens = _positive(context_tokens, "context_tokens")
+        #: The context the conversation keeps within: the backend's where it says (learnt at the first ask).
+        self.context_tokens = CONTEXT_TOKENS if context_tokens is None else _positive(context_tokens,
+                                                                                          "context_tokens")
+        self._given_context = context_tokens
+        self._context_learnt = False
         self.reserve_tokens = _positive(reserve_tokens, "reserve_tokens")
         if self.reserve_tokens >= self.context_tokens:
             raise UsageError(_("reserve_tokens={reserve} leaves no room in a {context}-token context: use a smaller "
@@ -217,7 +297,7 @@ class Conversation:
     def _first_turn(self) -> int:
         return 1 if self.messages and self.messages[0]["role"] == "system" else 0
 
-    def _drop_oldest_turn(self) -> str | None:
+    def _drop_oldest_turn(self) -> Literal["turn", "message"] | None:
         """Remove the oldest question with its answer(s); never the newest message."""
         start = self._first_turn()
         end = start + 1
@@ -227,8 +307,7 @@ class Conversation:
             return None
         dropped = self.messages[start:end]
         del self.messages[start:end]
-        return (_("the oldest question and answer") if len(dropped) > 1 and dropped[0]["role"] == "user"
-                else _("the oldest message"))
+        return "turn" if len(dropped) > 1 and dropped[0]["role"] == "user" else "message"
 
     def fit(self, reserve_tokens: int | None = None) -> list[str]:
         """Trim the history so that it and ``reserve_tokens`` fit the context; returns what was
@@ -238,21 +317,27 @@ class Conversation:
             >>> Conversation().fit()
             []
         """
+        return self._fit(reserve_tokens).parts()
+
+    def _fit(self, reserve_tokens: int | None = None) -> _Trimmed:
         reserve = self.reserve_tokens if reserve_tokens is None else reserve_tokens
-        removed: list[str] = []
+        trimmed = _Trimmed(before=self.tokens(), reserve=reserve)
         with_images = [m for m in self.messages if image_tokens_of(m)]
         # The newest message keeps its images; older ones go first while over either limit.
-        while with_images and with_images[0] is not self.messages[-1] and (
-            len(with_images) > self.max_images or self.tokens() + reserve > self.context_tokens
-        ):
+        while with_images and with_images[0] is not self.messages[-1] and len(with_images) > self.max_images:
             self._drop_images(with_images.pop(0))
-            removed.append(_("an older image"))
+            trimmed.images_for_limit += 1
+        while with_images and with_images[0] is not self.messages[-1] and \
+                self.tokens() + reserve > self.context_tokens:
+            self._drop_images(with_images.pop(0))
+            trimmed.images_for_room += 1
         while self.tokens() + reserve > self.context_tokens:
             what = self._drop_oldest_turn()
             if what is None:
                 break
-            removed.append(what)
-        return removed
+            trimmed.turns += what == "turn"
+            trimmed.messages += what == "message"
+        return trimmed
 
     def _drop_images(self, message: Message) -> None:
         self._measured.pop(id(message), None)
@@ -299,9 +384,10 @@ class Conversation:
         before = [(m, m.get("content")) for m in self.messages]
         self.add_user(text, *images, *([image] if image is not None else []))
         try:
-            for note in self.fit(min(asked or self.reserve_tokens, self.reserve_tokens)):
-                self._note(_("removed {what} from the conversation to stay within {context} tokens.")
-                           .format(what=note, context=self.context_tokens))
+            self._learn_context(chat_options)
+            trimmed = self._fit(min(asked or self.reserve_tokens, self.reserve_tokens))
+            for note in trimmed.notices(self.max_images, self.context_tokens):
+                self._note(note)
             reply = self._send(asked, chat_options)
         except BaseException:
             # unanswered: the history goes back to what it was (asking again must not send the question
@@ -311,6 +397,22 @@ class Conversation:
                 message["content"] = content
             raise
         return reply
+
+    def _learn_context(self, chat_options: dict[str, Any]) -> None:
+        """Once: the backend's context length where it reports one (vLLM's max_model_len)."""
+        if self._context_learnt:
+            return
+        self._context_learnt = True
+        learnt = backend_context_length(chat_options.get("settings"), client=chat_options.get("client"))
+        if learnt is None:
+            return
+        context = min(learnt, self._given_context) if self._given_context else learnt
+        if context != self.context_tokens:
+            self._note(_("the backend's context is {context} tokens (it reports max_model_len={learnt}): the "
+                         "conversation keeps within that.").format(context=context, learnt=learnt))
+            self.context_tokens = context
+        if self.reserve_tokens >= self.context_tokens:
+            self.reserve_tokens = max(1, self.context_tokens // 4)
 
     def _send(self, asked: int | None, chat_options: dict[str, Any]) -> Reply:
         __tracebackhide__ = True
@@ -334,30 +436,38 @@ class Conversation:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _recover(self, exc: BackendError, sent: list[Message], context: int | None, prompt: int | None) -> None:
-        """After a "too long" refusal: learn from its figures, drop the oldest turn(s), say so."""
+        """After a "too long" refusal: learn from its figures, drop the oldest turn(s) where that helps, say so."""
         __tracebackhide__ = True
+        said = _quote(error_message(exc.body)[0] or str(exc))
         if context is not None and context < self.context_tokens:
             self.context_tokens = context  # the backend's real limit is smaller than assumed
+            if self.reserve_tokens >= context:
+                self.reserve_tokens = max(1, context // 4)
+        if _MAX_TOKENS_REFUSED.search(said):
+            # only max_tokens was too big: the next request asks for what the learnt context leaves
+            self._note(_("the backend refused max_tokens as larger than its {context}-token context ({said}); asked "
+                         "again within it.").format(context=self.context_tokens, said=said))
+            return
         if prompt is not None:
             fastchat = str(error_message(exc.body)[1]) == "40303"
             self._learn(sent, prompt, None, None, images_counted=not fastchat)
-        said = " ".join((error_message(exc.body)[0] or str(exc)).split())[:300]
-        dropped: list[str] = []
+        dropped = _Trimmed(before=self.tokens(), reserve=self.reserve_tokens)
         must_drop = prompt is None  # without the backend's figure, only dropping a turn is sure to help
         while must_drop or self.tokens() + self.reserve_tokens > self.context_tokens:
             what = self._drop_oldest_turn()
             if what is None:
                 break
-            dropped.append(what)
+            dropped.turns += what == "turn"
+            dropped.messages += what == "message"
             must_drop = False
-        if not dropped and (prompt is None or prompt >= self.context_tokens):
+        if not dropped.parts() and (prompt is None or prompt >= self.context_tokens):
             raise RequestRejected(_(
                 "The backend says the question is too long for its context ({said}), and there is no earlier turn "
                 "left to drop: shorten the question or send a smaller image.").format(said=said),
                 status=getattr(exc, "status", None), body=exc.body) from exc
-        if dropped:
+        if dropped.parts():
             self._note(_("the backend refused the conversation as too long ({said}); removed {what} and asked again.")
-                       .format(said=said, what=_(", ").join(dropped)))
+                       .format(said=said, what=_(" and ").join(dropped.parts())))
         # else: the backend's exact count fits once max_tokens is capped by it; asking again is enough
 
     def __len__(self) -> int:

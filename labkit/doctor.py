@@ -16,9 +16,11 @@ from PIL import Image
 
 from . import backend
 from .config import Settings, load_settings, mask_key
+from .context import backend_context_length
 from .errors import BackendError, ConfigError, LabkitError, UnexpectedResponse
 from .failures import describe_body, translate_error
 from .i18n import _
+from .messages import CONTEXT_TOKENS
 from .streaming import chat
 
 __all__ = ["Check", "DoctorReport", "doctor"]
@@ -131,6 +133,12 @@ def doctor(settings: Settings | None = None, *, echo: Callable[[str], None] = pr
                   _("Set LABKIT_MODEL to one of: {names}.").format(names=", ".join(ids))))
         return report
     add(Check(_("model"), True, _("{model} is served").format(model=settings.model)))
+    context = backend_context_length(settings, client=client)
+    add(Check(_("context length"), True,
+              _("{n} tokens (the backend's max_model_len): a Conversation keeps within it").format(n=context)
+              if context is not None else
+              _("not reported by the backend (FastChat does not say): a Conversation assumes {n} tokens").format(
+                  n=CONTEXT_TOKENS)))
 
     tiny = Image.new("RGB", (32, 32), (200, 30, 30))
     started = time.perf_counter()

@@ -36,6 +36,7 @@ import asyncio
 import hashlib
 import importlib
 import json
+import math
 import re
 import sys
 import types
@@ -89,9 +90,10 @@ class _Turns:
 class CourseWorker(BaseModelWorker):
     """FastChat's BaseModelWorker with vllm_worker's streaming and the practice model's answers."""
 
-    def __init__(self, *args: Any, context_len: int, token_delay: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, context_len: int, token_delay: float, max_images: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.context_len = context_len
+        self.max_images = max_images
         self.token_delay = token_delay
         self.init_heart_beat()
 
@@ -113,6 +115,14 @@ class CourseWorker(BaseModelWorker):
         stops = [s for s in (params.get("stop") or []) if s]
         self.call_ct += 1
 
+        # vllm_worker reads the options with float(...): null fails; vLLM's SamplingParams refuses NaN.
+        temperature, top_p = float(params.get("temperature", 0.7)), float(params.get("top_p", 1.0))
+        if math.isnan(temperature) or math.isnan(top_p):
+            raise ValueError(f"temperature {temperature} / top_p {top_p}: NaN is not a sampling option")
+        if len(images) > self.max_images:  # the engine's --limit-mm-per-prompt, relayed as a worker error
+            yield {"text": f"{SERVER_ERROR_MSG}\n\n(At most {self.max_images} image(s) may be provided in one "
+                           "prompt.)", "error_code": ErrorCode.INTERNAL_ERROR}
+            return
         try:
             facts = tuple(vision.analyse(vision.decode_data_url(url)) for url in images)
         except (vision.ImageDecodeError, ValueError) as exc:
@@ -128,7 +138,7 @@ class CourseWorker(BaseModelWorker):
         # FastChat passes the request's sampling options (its request default: temperature 0.7), never a seed.
         answer = brain.compose_answer(brain.Prompt(
             question, facts, len(turns.questions), turns.custom_system, seed,
-            temperature=float(params.get("temperature", 0.7)), top_p=float(params.get("top_p", 1.0))))
+            temperature=temperature, top_p=top_p))
         tokens = brain.split_tokens(answer) or [""]
         tokens[0] = LEAK + tokens[0]  # the leaked role prefix arrives glued to the first token
         if max_new_tokens == 0:
@@ -169,10 +179,18 @@ class CourseWorker(BaseModelWorker):
             yield ret
 
     async def generate_stream_gate(self, params: dict[str, Any]) -> AsyncIterator[bytes]:
-        for ret in self._outputs(params):
-            yield (json.dumps(ret) + "\0").encode()
-            if self.token_delay:
-                await asyncio.sleep(self.token_delay)
+        try:
+            for ret in self._outputs(params):
+                yield (json.dumps(ret) + "\0").encode()
+                if self.token_delay:
+                    await asyncio.sleep(self.token_delay)
+        except Exception:
+            # Like vllm_worker, a bad option (temperature null or NaN) crashes the stream, and the front drops
+            # the connection. FastChat releases the concurrency slot in a background task that a crashed
+            # stream never runs: release it here, so that a test run does not wedge the worker.
+            if self.semaphore is not None:
+                self.semaphore.release()
+            raise
 
     def generate_gate(self, params: dict[str, Any]) -> dict[str, Any]:
         outputs = list(self._outputs(params))
@@ -190,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--conv-template", default="vicuna_v1.1")
     parser.add_argument("--context-length", type=int, default=4096)
     parser.add_argument("--limit-worker-concurrency", type=int, default=5)
+    parser.add_argument("--limit-images", type=int, default=1, help="images per prompt (vLLM's default for LLaVA)")
     parser.add_argument("--token-delay", type=float, default=0.0, help="seconds between streamed outputs")
     args = parser.parse_args(argv)
 
@@ -204,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         multimodal=True,
         context_len=args.context_length,
         token_delay=args.token_delay,
+        max_images=args.limit_images,
     )
     uvicorn.run(base_model_worker.app, host=args.host, port=args.port, log_level="info")
 

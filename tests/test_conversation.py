@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from support import IMAGES
+from support import IMAGES, png_data_url
 
 import labkit
 from labkit.conversation import is_context_overflow
@@ -161,7 +162,9 @@ def test_fastchat_40303_drops_the_oldest_turn_and_retries_once(backend: Backend,
     assert len(second["messages"]) < len(first["messages"])
     assert second["messages"][0]["role"] == "system" and second["messages"][1]["role"] == "user"
     out = capsys.readouterr().out
-    assert "too long" in out and "the oldest question and answer" in out and "maximum context length" in out
+    assert "too long" in out and "the 2 oldest questions and answers" in out and "maximum context length" in out
+    assert "Please reduce the length of the messages.)" in out, "the backend's words are quoted whole"
+    assert out.count("labkit:") == 1 and out.count("oldest") == 1, "one notice, each removal said once"
     assert [m["role"] for m in conv.messages][-2:] == ["user", "assistant"]
     assert conv.messages[-2]["content"] == "And now?"
 
@@ -244,3 +247,64 @@ def test_a_long_conversation_with_images_on_the_practice_server_never_overflows(
             reply = conv.ask(f"Question {i}: describe it. " + "lorem ipsum dolor " * 40, *images, display=False)
             assert reply.text and reply.finish_reason == "stop", (i, reply)
         assert conv.tokens() <= 4096
+
+
+# --- the real servers' refusals (tests/fixtures/captures) and a context learnt from the backend -----------
+
+CAPTURES = Path(__file__).resolve().parent / "fixtures" / "captures"
+
+
+def _captured_errors(name: str) -> list[dict]:
+    """The JSON error bodies of a capture file, in order."""
+    return [json.loads(line) for line in (CAPTURES / name).read_text(encoding="utf-8").splitlines()
+            if line.startswith('{"') and ("error" in line)]
+
+
+def test_real_refusals_are_recognised_with_their_figures() -> None:
+    too_many, text_over, image_over = _captured_errors("vllm-0.32-cpu-context-2048.txt")[:3]
+    rejected = lambda body: labkit.RequestRejected("x", status=400, body=body)  # noqa: E731
+    assert is_context_overflow(rejected(too_many["error"])) == (True, 2048, None)
+    assert is_context_overflow(rejected(text_over["error"])) == (True, 2048, 2049)
+    assert is_context_overflow(rejected(image_over["error"])) == (True, 2048, 2944)
+    (fastchat,) = _captured_errors("fastchat-0.2.36-context.txt")
+    assert is_context_overflow(rejected(fastchat)) == (True, 4096, 6025)
+
+
+def test_the_context_is_learnt_from_vllms_model_list(capsys: pytest.CaptureFixture[str]) -> None:
+    from labkit.practice import serve_in_thread
+
+    with serve_in_thread(fast=True, dialect="vllm", max_model_len=2048) as url:
+        labkit.configure(base_url=url)
+        conv = labkit.Conversation()
+        reply = conv.ask("Hello", max_tokens=3000, display=False)
+        assert reply.text and conv.context_tokens == 2048
+        out = capsys.readouterr().out
+        assert "context is 2048 tokens" in out and "max_tokens=3000 does not fit" in out
+        assert labkit.Conversation(context_tokens=1000).ask("Hi", display=False).text  # smaller: kept
+
+
+def test_twelve_turns_with_two_images_fit_a_2048_token_context(capsys: pytest.CaptureFixture[str]) -> None:
+    """The make test-vllm scenario on the practice server: every turn is answered, or refused with a
+    RequestRejected that says why when one image alone cannot fit."""
+    from labkit.practice import serve_in_thread
+
+    big = png_data_url(672, 672)  # 2,928 tokens: never fits 2,048
+    small = png_data_url(300, 200)
+    with serve_in_thread(fast=True, dialect="vllm", max_model_len=2048) as url:
+        labkit.configure(base_url=url)
+        conv = labkit.Conversation(system="Answer briefly.")
+        answered, refused = 0, 0
+        for turn in range(12):
+            image = big if turn == 3 else small if turn in (1, 7) else None
+            try:
+                conv.ask(f"Turn {turn}: what do you see? " + "more words " * 40, *([image] if image else []),
+                         display=False)
+                answered += 1
+            except labkit.RequestRejected as exc:
+                assert turn == 3 and "too long" in str(exc) or "alone needs" in str(exc), str(exc)
+                refused += 1
+        assert (answered, refused) == (11, 1)
+    out = capsys.readouterr().out
+    assert "to stay within" not in out
+    for line in out.splitlines():
+        assert line.count("oldest") <= 1, line

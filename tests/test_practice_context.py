@@ -9,6 +9,7 @@ leaves, and answers 40303 only when the text alone fills the context.
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import openai
@@ -55,18 +56,20 @@ def test_vllm_usage_counts_the_image_tokens(vllm_url: str) -> None:
 
 
 def test_vllm_refuses_max_tokens_beyond_the_context_in_its_words(vllm_url: str) -> None:
+    """vLLM 0.32 (tests/fixtures/captures/vllm-0.32-cpu-context-2048.txt): max_tokens above the context is
+    refused; a prompt plus max_tokens over it is not: max_tokens is capped at what the prompt leaves."""
     messages = [user("What is it?", IMAGE_672)]
     prompt = usage_of(vllm_url, messages)["prompt_tokens"]
     client = openai.OpenAI(base_url=vllm_url, api_key="dummy_key", max_retries=0)
     with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(model=MODEL, messages=messages, stream=True, max_tokens=2000)
+        client.chat.completions.create(model=MODEL, messages=messages, stream=True, max_tokens=4097)
     assert err.value.status_code == 400
     assert err.value.body["message"] == (  # type: ignore[index]
-        f"This model's maximum context length is 4096 tokens. However, you requested {prompt + 2000} tokens "
-        f"({prompt} in the messages, 2000 in the completion). Please reduce the length of the messages or completion.")
-    # what is left fits
-    text, reason, _ = stream(vllm_url, messages, max_tokens=4096 - prompt)
-    assert text and reason == "stop"
+        "max_tokens=4097 cannot be greater than max_model_len=4096. Please request fewer output tokens. "
+        "(parameter=max_tokens, value=4097)")
+    text, reason, usage = stream(vllm_url, messages, max_tokens=2000, stream_options={"include_usage": True})
+    assert text and usage is not None and usage["prompt_tokens"] == prompt
+    assert usage["completion_tokens"] <= 4096 - prompt
 
 
 def test_vllm_refuses_a_prompt_that_fills_the_context(vllm_url: str) -> None:
@@ -74,8 +77,13 @@ def test_vllm_refuses_a_prompt_that_fills_the_context(vllm_url: str) -> None:
         "model": MODEL, "stream": True, "messages": [user("word " * 1200, IMAGE_672)]})
     assert r.status_code == 400
     message = r.json()["error"]["message"]
-    assert message.startswith("This model's maximum context length is 4096 tokens. However, you requested ")
-    assert message.endswith(" tokens in the messages, Please reduce the length of the messages.")
+    assert re.fullmatch(r"Input length \(\d+\) exceeds model's maximum context length \(4096\)\.", message)
+    r = httpx.post(f"{vllm_url}/chat/completions", timeout=30, json={
+        "model": MODEL, "stream": True, "messages": [user("word " * 5000)]})
+    assert r.json()["error"]["message"] == (
+        "This model's maximum context length is 4096 tokens. However, your prompt contains at least 4097 input "
+        "tokens, which exceeds this limit even without any output tokens. Please reduce the length of the input "
+        "prompt. (parameter=input_tokens, value=4097)")
 
 
 def test_vllm_without_max_tokens_fills_only_what_the_context_leaves() -> None:

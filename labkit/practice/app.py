@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator
 import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .brain import compose_answer, split_tokens
@@ -25,6 +27,12 @@ __all__ = ["create_app", "FAULT_HEADER", "LEAK"]
 
 LEAK = "assistant\n"
 FAULT_HEADER = "x-practice-fault"
+#: FastChat's SERVER_ERROR_MSG, the start of every worker error it relays.
+SERVER_ERROR = "**NETWORK ERROR DUE TO HIGH TRAFFIC. PLEASE REGENERATE OR REFRESH THIS PAGE.**"
+#: What CORSMiddleware(allow_methods=["*"]) allows in the FastAPI/Starlette versions both real servers run.
+_CORS_METHODS = ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"]
+#: Bodies above this size are read at most two at a time (no size is refused: no real server refuses one).
+BIG_BODY = 4 * 1024 * 1024
 
 
 class DropConnection(Exception):
@@ -116,6 +124,9 @@ class _State:
         # Decoding and analysing images is the heavy part of a request: a few at a time, in threads,
         # so that memory stays bounded and the event loop (and /health) stays responsive.
         self.heavy = anyio.CapacityLimiter(2)
+        # Big bodies (up to any size: no real server limits it) are read and parsed two at a time, so the
+        # memory they take stays bounded however many arrive together.
+        self.big_bodies = anyio.CapacityLimiter(2)
 
 
 def _bearer(request: Request) -> str:
@@ -165,17 +176,45 @@ def _too_big(size: int, limit: int) -> Problem:
                         "images (labkit.encode_image downsizes them to what the model can see)")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int | None, big: anyio.CapacityLimiter) -> bytes:
+    """The whole body. From :data:`BIG_BODY` bytes on, the caller must hold a place in ``big`` (taken
+    here, released by the caller with ``big.release_on_behalf_of(request)``)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if limit is not None and declared.isdigit() and int(declared) > limit:
         raise _too_big(int(declared), limit)
-    chunks, size = [], 0
+    chunks, size, holding = [], 0, False
+    if declared.isdigit() and int(declared) > BIG_BODY:
+        await big.acquire_on_behalf_of(request)
+        holding = True
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
+        if limit is not None and size > limit:
             raise _too_big(size, limit)
+        if size > BIG_BODY and not holding:
+            await big.acquire_on_behalf_of(request)
+            holding = True
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _json_content_type(value: str) -> bool:
+    """Whether FastAPI reads a body with this Content-Type as JSON (none, application/json or …+json)."""
+    main, _, sub = value.split(";")[0].strip().lower().partition("/")
+    return not value.strip() or (main == "application" and (sub == "json" or sub.endswith("+json")))
+
+
+async def _broken_stream(state: _State, req: ChatRequest) -> AsyncIterator[bytes]:
+    """FastChat's front with a worker that fails after the stream began: the role chunk, then the
+    worker's 50001 error event, or (a crash in the worker) a dropped connection."""
+    dialect = state.dialect
+    try:
+        yield dialect.role_chunk(dialect.new_id(), int(time.time()), req.model)
+    finally:
+        state.admission.served()
+    if req.drop:
+        _log.warning("practice server: %s; the connection is dropped, as on FastChat's front", req.drop)
+        raise DropConnection
+    yield dialect.stream_error(f"{SERVER_ERROR}\n\n({req.stream_error})", 50001) + DONE
 
 
 def _answer(req: ChatRequest, leak: bool, hold_back: bool = False) -> tuple[list[str], str, dict[str, int]]:
@@ -265,6 +304,7 @@ async def _stream(state: _State, req: ChatRequest, faults: FaultConfig) -> Async
                     await asyncio.sleep(state.engine.token_delay())  # slower the more streams share the batch
                 elif admitted:
                     yield role + event  # the first token goes out at once (with the role chunk, unpaced)
+                    role = b""
                     state.admission.served()
                     admitted = False
                     await state.admission.after_newcomers()
@@ -275,6 +315,9 @@ async def _stream(state: _State, req: ChatRequest, faults: FaultConfig) -> Async
                         batch = []
                         await state.admission.after_newcomers()
                         await asyncio.sleep(0)
+            if role:  # no content chunk went out (vLLM, max_tokens 1: the one token rides in the finish chunk)
+                batch.insert(0, role)
+                role = b""
             final = tokens[-1] if tokens and dialect.last_token_in_finish else None
             finishes.append(dialect.finish_chunk(cid, created, model, reason, final, req.include_usage, index=k))
         tail = b"".join(batch) + b"".join(finishes)
@@ -335,13 +378,30 @@ def create_app(config: PracticeConfig | None = None) -> Starlette:
         if refused is not None:
             return refused
         try:
-            raw = await _read_body(request, config.max_body_bytes)
+            ctype = request.headers.get("content-type", "")
+            if config.dialect == "fastchat" and not _json_content_type(ctype):
+                raise Problem(400, f"The request's Content-Type is {ctype!r}, so the body is not read as JSON: "
+                                   "send it with Content-Type: application/json", param="body")
+            if config.dialect == "vllm" and ctype.lower().split(";")[0] != "application/json":  # vLLM's own words
+                raise Problem(400, "1 validation error:\n  Unsupported Media Type: Only 'application/json' is allowed")
+            raw = await _read_body(request, config.max_body_bytes, state.big_bodies)
             req = await anyio.to_thread.run_sync(parse_request, raw, config, limiter=state.heavy)
         except Problem as p:
             return dialect.error(p.status, p.message, code=p.code, kind=p.kind, param=p.param)
         except ClientDisconnect:  # the client went away mid-body (or was cut: the guard logs that): nothing to answer
             _log.debug("practice server: a client disconnected before sending the whole request")
             return Response(status_code=400)
+        finally:
+            try:
+                state.big_bodies.release_on_behalf_of(request)
+            except RuntimeError:  # it held no place
+                pass
+        if req.drop or req.stream_error:
+            if req.stream:
+                return StreamingResponse(_broken_stream(state, req), media_type="text/event-stream")
+            if req.drop:
+                return PlainTextResponse("Internal Server Error", status_code=500)
+            return dialect.error(400, f"{SERVER_ERROR}\n\n({req.stream_error})", code=50001)
         if req.stream:
             return StreamingResponse(_stream(state, req, faults), media_type="text/event-stream")
         tokens, reason, usage = _answer(req, config.leak_role_prefix)
@@ -363,10 +423,17 @@ def create_app(config: PracticeConfig | None = None) -> Starlette:
         prefix = "/" + base.strip("/") if base.strip("/") else ""
         routes.append(Route(f"{prefix}/chat/completions", chat_completions, methods=["POST"]))
         routes.append(Route(f"{prefix}/models", models, methods=["GET"]))
+        routes[-1].methods.discard("HEAD")  # type: ignore[union-attr]  # FastAPI routes GET only: HEAD is a 405
     async def not_found(request: Request, exc: Exception) -> Response:
         return JSONResponse({"detail": "Not Found"}, status_code=404)  # as FastAPI (both real servers) says
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"detail": "Method Not Allowed"}, status_code=405)
+        return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers=getattr(exc, "headers", None))
 
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
+    # FastChat answers browsers' CORS preflights and allows any origin (its defaults: "*"); vLLM 0.32 allows
+    # no origin unless told (--allowed-origins), so its preflights get Starlette's 400.
+    if config.dialect == "fastchat":
+        cors = Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=_CORS_METHODS, allow_headers=["*"])
+    else:
+        cors = Middleware(CORSMiddleware, allow_origins=[], allow_methods=["*"], allow_headers=["*"])
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed}, middleware=[cors])

@@ -143,7 +143,8 @@ class PracticeConfig:
     prefill_tokens_per_second: float = 4000.0
     tokens_per_second: float = 25.0
     max_images: int = 1
-    max_body_bytes: int = 20 * 1024 * 1024
+    #: A limit on the request body (no real server has one: None).
+    max_body_bytes: int | None = None
     max_model_len: int = 4096
     api_keys: tuple[str, ...] = ()
     faults: FaultConfig = field(default_factory=FaultConfig)
@@ -162,7 +163,8 @@ class PracticeConfig:
         for name in ("header_timeout", "keep_alive_timeout", "body_timeout"):
             _check(name, getattr(self, name), low=0, low_ok=False)
         for name in ("max_body_bytes", "max_model_len", "max_connections", "max_connections_per_client"):
-            _check(name, getattr(self, name), low=1)
+            if getattr(self, name) is not None:
+                _check(name, getattr(self, name), low=1)
         _check("max_images", self.max_images, low=0)
 
     @property

@@ -43,6 +43,11 @@ def content_event(frame: tuple[bytes, bytes], text: str) -> bytes:
     return frame[0] + json.dumps(text, ensure_ascii=False).encode("utf-8") + frame[1]
 
 
+def _encodable(message: str) -> str:
+    """The message with any lone surrogate (echoed from a request) written as its escape, so it encodes."""
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _usage(usage: dict[str, int]) -> dict[str, int]:
     return {"prompt_tokens": usage["prompt_tokens"], "total_tokens": usage["total_tokens"],
             "completion_tokens": usage["completion_tokens"]}
@@ -91,6 +96,9 @@ class FastChatDialect:
               param: str | None = None) -> Response:
         # FastChat answers every request error with HTTP 400; only the front end's 413/429/503 differ.
         http = 400 if status in (400, 404, 422) else status
+        message = _encodable(message)
+        if kind == "detail":  # FastAPI's own error, before FastChat sees the request
+            return JSONResponse({"detail": message}, status_code=http)
         return JSONResponse({"object": "error", "message": message, "code": code}, status_code=http)
 
     def auth_error(self) -> Response:
@@ -161,6 +169,9 @@ class VLLMDialect:
 
     def error(self, status: int, message: str, *, code: int, kind: str = "BadRequestError",
               param: str | None = None) -> Response:
+        message = _encodable(message)
+        if kind == "detail":  # FastAPI's own error, before vLLM sees the request
+            return JSONResponse({"detail": message}, status_code=status)
         return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": status}},
                             status_code=status)
 

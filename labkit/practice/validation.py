@@ -4,9 +4,13 @@ Each failure is a :class:`Problem` that the dialect turns into its own error sha
 checks and codes are followed (40001 validation, 40301 model, 40302 range, 40303 context); where
 FastChat answers bad input with a 500 (an unknown role) the practice server answers 400. Types are
 checked first, then the model, then the ranges in FastChat's ``check_requests`` order (top_k 0 is
-40302); ``stream`` and ``stop`` are read as pydantic reads them (``"yes"`` is true, a number is text).
-FastChat answers an empty conversation and one ending with the assistant; vLLM's dialect refuses them,
-and allows n=1 only. The practice server streams at most ``MAX_CHOICES`` choices (FastChat: no limit).
+40302); each field is read as the server's pydantic reads it (FastChat 0.2.36's pydantic 1 coerces
+``"0.5"``, ``5.5`` and ``true`` and drops unknown fields; vLLM's pydantic 2 takes numeric strings).
+Behind FastChat's front a bad or extra image reaches the worker only once the stream began (a 50001
+event), and a value the worker fails on (temperature null or NaN, a lone surrogate) drops the stream.
+vLLM takes any role, an assistant-last conversation and ``n`` > 1, and words its checks as vLLM 0.32.
+Each remaining difference is listed in README.md's deviations table (tests/conformance.py checks it).
+The practice server streams at most ``MAX_CHOICES`` choices (the real servers: no limit).
 """
 
 from __future__ import annotations
@@ -55,6 +59,10 @@ class ChatRequest:
     n: int = 1
     #: Strings that end the answer before them (``finish_reason`` "stop").
     stop: tuple[str, ...] = ()
+    #: FastChat dialect: what the worker fails on after the stream began (a bad image: a mid-stream
+    #: ``error_code`` 50001 event), or why it crashes and the connection drops (``drop``).
+    stream_error: str | None = None
+    drop: str | None = None
 
 
 # A lone UTF-16 surrogate can only come from a \\uD8xx…\\uDFxx escape or from UTF-8 bytes ED A0–BF (json.loads
@@ -98,13 +106,126 @@ def _number(body: dict[str, Any], name: str, integer: bool = False) -> float | N
     value = body.get(name)
     if value is None:
         return None
+    if isinstance(value, str | bool):  # pydantic 2's lax mode (vLLM): "5", "0.5", true
+        try:
+            value = float(value) if not isinstance(value, bool) else int(value)
+        except ValueError:
+            raise Problem(400, f"'{name}' must be a number, got {value!r}", param=name) from None
     finite_float = isinstance(value, float) and math.isfinite(value)
-    if isinstance(value, bool) or not (isinstance(value, int) or finite_float):
+    if not integer and isinstance(value, float) and not math.isfinite(value):  # vLLM's own check, after the types
+        return value
+    if not (isinstance(value, int) or finite_float):
         kind = "an integer" if integer else "a finite number"
         raise Problem(400, f"'{name}' must be {kind}, got {value!r}", param=name)
     if integer and not (isinstance(value, int) or float(value).is_integer()):
         raise Problem(400, f"'{name}' must be an integer, got {value!r}", param=name)
     return int(value) if integer else value
+
+
+class _Invalid(Exception):
+    """A value pydantic 1 cannot coerce to the field's type."""
+
+
+def _pyd_int(value: Any) -> int:
+    """pydantic 1's ``int``: ints, bools, floats (truncated) and integer strings."""
+    if isinstance(value, int):
+        return int(value)
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise _Invalid from None
+
+
+def _pyd_float(value: Any) -> float:
+    """pydantic 1's ``float``: numbers, bools and numeric strings (``"nan"``/``"inf"`` too)."""
+    if isinstance(value, dict | list):
+        raise _Invalid
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise _Invalid from None
+
+
+def _pyd_str(value: Any) -> str:
+    """pydantic 1's ``str``: strings, and numbers as their text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise _Invalid
+
+
+#: FastChat 0.2.36's ChatCompletionRequest: field → pydantic 1 type (None is allowed for all but model).
+_FASTCHAT_FIELDS: dict[str, Any] = {
+    "temperature": _pyd_float, "top_p": _pyd_float, "top_k": _pyd_int, "n": _pyd_int, "max_tokens": _pyd_int,
+    "presence_penalty": _pyd_float, "frequency_penalty": _pyd_float, "user": _pyd_str,
+}
+
+
+def _fastchat_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """The body as FastChat's pydantic 1 model reads it: types coerced (``"0.5"`` → 0.5, ``5.5`` → 5,
+    ``true`` → 1), unknown fields dropped; a value it cannot coerce is a 40001."""
+    out = {k: v for k, v in body.items() if k in ("model", "messages", "stream", "stop") or k in _FASTCHAT_FIELDS}
+    if out.get("model", "") is None:
+        raise Problem(400, "'model' is null: name the model, e.g. 'llava-v1.6-34b'", param="model")
+    if "model" in out:
+        try:
+            out["model"] = _pyd_str(out["model"])
+        except _Invalid:
+            raise Problem(400, f"'model' must be a string, got {out['model']!r}", param="model") from None
+    for name, coerce in _FASTCHAT_FIELDS.items():
+        if out.get(name) is not None:
+            try:
+                out[name] = coerce(out[name])
+            except _Invalid:
+                kind = {_pyd_int: "an integer", _pyd_float: "a number", _pyd_str: "a string"}[coerce]
+                raise Problem(400, f"'{name}' must be {kind}, got {out[name]!r}", param=name) from None
+    messages = out.get("messages")
+    if isinstance(messages, str | int | float) and not isinstance(messages, bool):
+        # FastChat takes a string as the whole prompt, as it is.
+        out["messages"] = [{"role": "user", "content": _pyd_str(messages)}]
+    elif isinstance(messages, list):
+        fixed = []
+        for message in messages:
+            if isinstance(message, dict):
+                message = {k: (_pyd_str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v)
+                           for k, v in message.items()}
+                if any(v is None or isinstance(v, bool) for v in message.values()):
+                    raise Problem(400, f"messages[{len(fixed)}] has a null or true/false value: each message's "
+                                       "'role' and 'content' must be text", param="messages")
+            fixed.append(message)
+        out["messages"] = fixed
+    return out
+
+
+def _vllm_ranges(body: dict[str, Any], max_tokens: float | None, temperature: float | None,
+                 top_p: float | None, n: float | None, stop: tuple[str, ...]) -> None:
+    """vLLM 0.32's SamplingParams checks, in its order and words."""
+    def refuse(message: str, name: str, value: Any = None, suffix: bool = True) -> Problem:
+        return Problem(400, message + (f" (parameter={name}, value={value})" if suffix else ""), param=name)
+
+    if n is not None and n < 1:
+        raise refuse(f"n must be at least 1, got {int(n)}.", "n", suffix=False)
+    if n is not None and n > 1 and temperature is not None and temperature < 1e-5:
+        raise refuse(f"n must be 1 when using greedy sampling, got {int(n)}.", "n", suffix=False)
+    for name in ("presence_penalty", "frequency_penalty"):
+        value = _number(body, name)
+        if value is not None and not -2 <= value <= 2:
+            raise refuse(f"{name} must be in [-2, 2], got {float(value)}.", name, suffix=False)
+    if temperature is not None and not math.isfinite(temperature):
+        raise refuse(f"temperature must be a finite number, got {temperature}.", "temperature", temperature)
+    if temperature is not None and not 0 <= temperature <= 2:
+        raise refuse(f"temperature must be in [0, 2], got {float(temperature)}.", "temperature", float(temperature))
+    if top_p is not None and not 0 < top_p <= 1:
+        raise refuse(f"top_p must be in (0, 1], got {float(top_p)}.", "top_p", float(top_p))
+    if max_tokens is not None and max_tokens < 1:
+        raise refuse(f"max_tokens must be at least 1, got {int(max_tokens)}.", "max_tokens", int(max_tokens))
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise Problem(400, f"'user' must be a string, got {user!r}", param="user")
+    raw_stop = body.get("stop")
+    if "" in (raw_stop if isinstance(raw_stop, list) else [raw_stop]):
+        raise Problem(400, "stop cannot contain an empty string.", param="stop")
 
 
 def _in_range(value: float | None, name: str, lo: float, hi: float | None, dialect: str,
@@ -160,7 +281,7 @@ def _stop_strings(value: Any, dialect: str) -> tuple[str, ...]:
 MAX_CHOICES = 16
 
 
-def _content_parts(content: Any, where: str) -> tuple[list[str], list[str]]:
+def _content_parts(content: Any, where: str, fastchat: bool = False) -> tuple[list[str], list[str]]:
     """Texts and image URLs of one message's content."""
     if isinstance(content, str):
         return [content], []
@@ -181,18 +302,23 @@ def _content_parts(content: Any, where: str) -> tuple[list[str], list[str]]:
         elif kind == "image_url":
             image = part.get("image_url")
             url = image.get("url") if isinstance(image, dict) else image
+            if isinstance(image, str):
+                raise Problem(400, f"{here}.image_url must be an object {{'url': 'data:image/…'}}, not a string",
+                              param="messages")
             if not isinstance(url, str):
                 raise Problem(400, f"{here} has type 'image_url' but no 'image_url': {{'url': 'data:image/…'}}",
                               param="messages")
             urls.append(url)
-        else:
+        elif not fastchat:  # FastChat reads the text and image_url parts and passes over the rest
             raise Problem(400, f"{here}.type is {kind!r}: use 'text' or 'image_url' (this model reads text and "
                                "images only)", param="messages")
     return texts, urls
 
 
 def _messages(messages: Any, config: PracticeConfig) -> tuple[list[tuple[str, list[str]]], list[str]]:
-    if not isinstance(messages, list) or (not messages and config.dialect == "vllm"):
+    if isinstance(messages, list) and not messages and config.dialect == "vllm":
+        raise Problem(400, "Cannot apply chat template to an empty conversation. Provide at least one message.")
+    if not isinstance(messages, list):
         raise Problem(400, "'messages' must be a non-empty list of {'role': …, 'content': …} objects", param="messages")
     texts_by_role: list[tuple[str, list[str]]] = []
     urls: list[str] = []
@@ -201,24 +327,24 @@ def _messages(messages: Any, config: PracticeConfig) -> tuple[list[tuple[str, li
         if not isinstance(message, dict):
             raise Problem(400, f"{where} must be an object with 'role' and 'content'", param="messages")
         role = message.get("role")
+        vllm = config.dialect == "vllm"
+        if vllm and isinstance(role, str):  # vLLM's chat template takes any role
+            role = role if role in ROLES else "user"
+            message = {"content": "", **message}
         if role not in ROLES:
             raise Problem(400, f"{where}.role is {role!r}: use one of 'system', 'user', 'assistant'", param="messages")
         if "content" not in message:
             raise Problem(400, f"{where} has no 'content'", param="messages")
-        texts, found = _content_parts(message["content"], where)
-        if found and role != "user":
+        texts, found = _content_parts(message["content"], where, config.dialect == "fastchat")
+        if found and role != "user" and not vllm:
             raise Problem(400, f"{where} is a {role} message with an image: only user messages may carry images",
                           param="messages")
         texts_by_role.append((role, texts))
         urls += found
     # FastChat answers an empty conversation, or one ending with the assistant, as any other.
-    if config.dialect == "vllm" and texts_by_role[-1][0] == "assistant":
-        raise Problem(400, "The last message is from the assistant: end with a user message to get an answer",
-                      param="messages")
-    if len(urls) > config.max_images:
-        raise Problem(400, f"At most {config.max_images} image(s) may be provided in one prompt; this request has "
-                           f"{len(urls)}. Send one image per request, or drop older images from the history",
-                      param="image")
+    if len(urls) > config.max_images and config.dialect == "vllm":
+        raise Problem(400, f"At most {config.max_images} image(s) may be provided in one prompt. (parameter=image)",
+                      param="image")  # vLLM 0.32's words
     return texts_by_role, urls
 
 
@@ -233,28 +359,58 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
     """
     try:
         body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd numbers or nesting
+    except UnicodeDecodeError:  # FastAPI's own answer (both real servers) when the body is not text
+        raise Problem(400, "There was an error parsing the body", kind="detail") from None
+    except (ValueError, RecursionError) as exc:  # bad JSON, absurd numbers or nesting
         raise Problem(400, f"The request body is not valid JSON ({str(exc)[:80]}): send a JSON object") from None
     if not isinstance(body, dict):
         raise Problem(400, "The request body must be a JSON object with 'model' and 'messages'")
+    drop: str | None = None
     if (b"\\ud" in raw or b"\\uD" in raw or b"\xed" in raw) and _MAYBE_SURROGATE.search(raw):
         problem = _surrogate_problem(body, config.dialect)
-        if problem is not None:
-            raise problem
+        if problem is not None and (config.dialect == "vllm" or problem.param == "model"):
+            raise problem  # (FastChat would echo the model name in its 40301 and fail to encode it: a 500)
+        if problem is not None and problem.param in ("messages", "stop", "user"):
+            drop = problem.message  # FastChat passes it on; the stream breaks when it is encoded
+        # (an unknown field FastChat drops unread)
+    if config.dialect == "vllm":  # vLLM serves its one model when a request names none
+        if body.get("model") in (None, ""):
+            body = {**body, "model": config.model}
+        if not isinstance(body["model"], str):
+            raise Problem(400, f"'model' must be a string, got {body['model']!r}", param="model")
     missing = [k for k in ("model", "messages") if k not in body]
     if missing:
         raise Problem(400, f"The request has no {' or '.join(repr(m) for m in missing)} field: every chat request "
                            "needs 'model' and 'messages'", param=missing[0])
     # Types first (pydantic validates the whole body before the server looks at it), then the model,
     # then the ranges in FastChat's check_requests order.
+    if config.dialect == "fastchat":
+        body = _fastchat_fields(body)
+        if "n" in body and body["n"] is None:  # range(None) in FastChat's stream generator
+            drop = drop or "'n' is null: FastChat's front fails on it after the stream began (send 1, or leave it out)"
+            body.pop("n")
+        for name in ("temperature", "top_p"):
+            value = body.get(name, 0.0)
+            if value is None or math.isnan(value):
+                # FastChat passes it to the worker, whose float(...) or sampler fails after the stream began.
+                drop = drop or (f"'{name}' is {value}: FastChat passes it to the model worker, which fails on it "
+                                "after the stream began (send a number, or leave the field out)")
+                body[name] = None
     stream = _stream_flag(body.get("stream", False))
-    max_tokens = _number(body, "max_tokens", integer=True)
-    n = _number(body, "n", integer=True)
-    temperature = _number(body, "temperature")
-    top_p = _number(body, "top_p")
-    top_k = _number(body, "top_k", integer=True)
+    if config.dialect == "fastchat":  # coerced above; infinities reach the range checks, as in FastChat
+        max_tokens, n, top_k = body.get("max_tokens"), body.get("n"), body.get("top_k")
+        temperature, top_p = body.get("temperature"), body.get("top_p")
+    else:  # vLLM takes max_completion_tokens (OpenAI's newer name) before max_tokens
+        max_tokens = _number(body, "max_completion_tokens", integer=True)
+        max_tokens = _number(body, "max_tokens", integer=True) if max_tokens is None else max_tokens
+        n = _number(body, "n", integer=True)
+        temperature = _number(body, "temperature")
+        top_p = _number(body, "top_p")
+        top_k = _number(body, "top_k", integer=True)
     stop = _stop_strings(body.get("stop"), config.dialect)
-    seed = body.get("seed")
+    seed = body.get("seed")  # FastChat has no seed and no stream_options: its model drops them
+    if isinstance(seed, str) and seed.strip().lstrip("+-").isdigit():  # pydantic 2's lax mode: "42" is 42
+        seed = int(seed)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or abs(seed) >= 2**63):
         raise Problem(400, f"'seed' must be an integer, got {seed!r}", param="seed")
     options = body.get("stream_options")
@@ -274,10 +430,7 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
                            "client.chat.completions.create(...) and read the chunks", param="stream")
 
     if config.dialect == "vllm":
-        _in_range(max_tokens, "max_tokens", 1, None, "vllm", integer=True)
-        _in_range(temperature, "temperature", 0, 2, "vllm")
-        _in_range(top_p, "top_p", 0, 1, "vllm")
-        _in_range(n, "n", 1, 1, "vllm", integer=True)
+        _vllm_ranges(body, max_tokens, temperature, top_p, n, stop)
     else:
         _in_range(max_tokens, "max_tokens", 1, None, "fastchat", integer=True)
         _in_range(n, "n", 1, None, "fastchat", integer=True)
@@ -285,18 +438,27 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
         _in_range(top_p, "top_p", 0, 1, "fastchat")
         if top_k is not None and -1 < top_k < 1:
             raise Problem(400, f"{top_k} is out of Range. Either set top_k to -1 or >=1.", 40302, param="top_k")
-        if n is not None and n > MAX_CHOICES:
-            raise Problem(400, f"n is {n}: the practice server streams at most {MAX_CHOICES} choices; ask for "
-                               "fewer", 40302, param="n")
+    if n is not None and n > MAX_CHOICES:
+        raise Problem(400, f"n is {n}: the practice server streams at most {MAX_CHOICES} choices; ask for "
+                           "fewer", 40302, param="n")
     texts_by_role, urls = _messages(body["messages"], config)
     facts: list[ImageFacts] = []
     digests: list[str] = []
+    stream_error: str | None = None
+    if len(urls) > config.max_images:  # FastChat's front passes them on: the engine behind refuses them
+        stream_error = (f"At most {config.max_images} image(s) may be provided in one prompt; this request has "
+                        f"{len(urls)}. Send one image per request, or drop older images from the history")
+        urls = []
     for k, url in enumerate(urls):
         try:
             data = decode_data_url(url)
             facts.append(analyse(data))
         except ImageDecodeError as exc:
-            raise Problem(400, f"Image {k + 1}: {exc}", param="image") from None
+            if config.dialect == "vllm":
+                raise Problem(400, f"Image {k + 1}: {exc}", param="image") from None
+            # Behind FastChat's front the worker meets the image after the stream began: a 50001 event.
+            stream_error, facts, digests = f"Image {k + 1}: {exc}", [], []
+            break
         digests.append(hashlib.blake2b(data, digest_size=16).hexdigest())
 
     text_tokens = sum(TEMPLATE_TOKENS_PER_MESSAGE + sum(count_text_tokens(t) for t in texts)
@@ -306,16 +468,21 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
     limit = config.max_model_len
     room = limit - prompt_tokens  # what the engine can still generate, images included
     if config.dialect == "vllm":
-        # vLLM's _validate_input: the prompt must leave room, max_tokens must fit; absent, it fills the rest.
-        if max_tokens is None and prompt_tokens >= limit:
-            raise Problem(400, f"This model's maximum context length is {limit} tokens. However, you requested "
-                               f"{prompt_tokens} tokens in the messages, Please reduce the length of the messages.")
-        if max_tokens is not None and prompt_tokens + max_tokens > limit:
-            raise Problem(400, f"This model's maximum context length is {limit} tokens. However, you requested "
-                               f"{prompt_tokens + int(max_tokens)} tokens ({prompt_tokens} in the messages, "
-                               f"{int(max_tokens)} in the completion). Please reduce the length of the messages or "
-                               "completion.")
-        answer_limit = int(max_tokens) if max_tokens is not None else room
+        # vLLM 0.32: max_tokens above the context is refused; a prompt over it is refused (the text as
+        # its tokenizer, cut at the context + 1, counts it; then with the images); otherwise max_tokens is
+        # capped at what the prompt leaves.
+        if max_tokens is not None and max_tokens > limit:
+            raise Problem(400, f"max_tokens={int(max_tokens)} cannot be greater than max_model_len={limit}. Please "
+                               f"request fewer output tokens. (parameter=max_tokens, value={int(max_tokens)})",
+                          param="max_tokens")
+        if text_tokens > limit:
+            raise Problem(400, f"This model's maximum context length is {limit} tokens. However, your prompt "
+                               f"contains at least {limit + 1} input tokens, which exceeds this limit even without any "
+                               f"output tokens. Please reduce the length of the input prompt. "
+                               f"(parameter=input_tokens, value={limit + 1})", param="input_tokens")
+        if prompt_tokens > limit:
+            raise Problem(400, f"Input length ({prompt_tokens}) exceeds model's maximum context length ({limit}).")
+        answer_limit = min(int(max_tokens), room) if max_tokens is not None else room
     else:
         # FastChat 0.2.36's check_length counts the prompt's text only (the worker's count_token) and
         # caps max_tokens by what that leaves; 40303 only when nothing is left.
@@ -344,4 +511,6 @@ def parse_request(raw: bytes, config: PracticeConfig) -> ChatRequest:
         prompt_tokens=prompt_tokens,
         n=int(n) if n is not None else 1,
         stop=stop,
+        stream_error=stream_error,
+        drop=drop,
     )

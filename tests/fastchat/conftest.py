@@ -29,6 +29,15 @@ MODEL = "llava-v1.6-34b"
 API_KEY = "dummy_key"  # the course backend takes any key
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from conformance import SUMMARY
+
+    if SUMMARY:
+        terminalreporter.section("differential conformance")
+        for line in SUMMARY:
+            terminalreporter.write_line(line)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if FRONT_URL:
         return

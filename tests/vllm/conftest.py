@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -54,6 +55,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from conformance import SUMMARY
+
+    if SUMMARY:
+        terminalreporter.section("differential conformance")
+        for line in SUMMARY:
+            terminalreporter.write_line(line)
     if _timings:
         terminalreporter.section("real vLLM engine timings")
         for name, seconds in _timings.items():
@@ -76,20 +83,67 @@ def repo_root() -> Path:
     return REPO
 
 
+def _engine(tmp_path_factory: pytest.TempPathFactory, name: str, max_model_len: int) -> VLLMServer:
+    workdir = tmp_path_factory.mktemp(name)
+    env = {**OFFLINE_ENV, **CPU_ENV, "VLLM_CACHE_ROOT": str(workdir / "cache")}
+    return VLLMServer(
+        str(TINY_MODEL), served_model_name=SERVED_NAME, port=None, python=str(VLLM_PYTHON),
+        gpu_memory_utilization=None, extra_args=CPU_EXTRA_ARGS, env=env,
+        log_path=workdir / "vllm.log", max_model_len=max_model_len,
+    )
+
+
+class _Starting:
+    """The session's engine, started in a thread so that it starts while the 2,048-token engine does."""
+
+    def __init__(self, server: VLLMServer) -> None:
+        self.server = server
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="vllm-session-start", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.server.start(timeout=STARTUP_TIMEOUT)
+        except BaseException as exc:  # reported by the fixture that waits for it
+            self.error = exc
+
+
+_starting: list[_Starting] = []
+
+
+def _start_session_engine(tmp_path_factory: pytest.TempPathFactory) -> _Starting:
+    if not _starting:
+        _starting.append(_Starting(_engine(tmp_path_factory, "vllm", 4096)))
+    return _starting[0]
+
+
 @pytest.fixture(scope="session")
 def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
     """The tiny model served by a real vLLM for the whole session (started once, ~2 minutes)."""
-    workdir = tmp_path_factory.mktemp("vllm")
-    env = {**OFFLINE_ENV, **CPU_ENV, "VLLM_CACHE_ROOT": str(workdir / "cache")}
-    server = VLLMServer(
-        str(TINY_MODEL), served_model_name=SERVED_NAME, port=None, python=str(VLLM_PYTHON),
-        gpu_memory_utilization=None, extra_args=CPU_EXTRA_ARGS, env=env,
-        log_path=workdir / "vllm.log",
-    )
-    server.start(timeout=STARTUP_TIMEOUT)
-    assert server.startup_seconds is not None
-    _record_timing("engine start-up until /health == 200", server.startup_seconds)
+    starting = _start_session_engine(tmp_path_factory)
     try:
+        starting.thread.join()
+        if starting.error is not None:
+            raise starting.error
+        server = starting.server
+        assert server.startup_seconds is not None
+        _record_timing("engine start-up until /health == 200", server.startup_seconds)
+        yield server
+    finally:
+        starting.thread.join()
+        starting.server.stop()
+
+
+@pytest.fixture(scope="module")
+def engine_2048(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
+    """The tiny model on a second engine started with ``--max-model-len 2048``, for one module (it sorts
+    first). The session's engine starts at the same time, in a thread, so the two start-ups overlap."""
+    _start_session_engine(tmp_path_factory)
+    server = _engine(tmp_path_factory, "vllm2048", 2048)
+    try:
+        server.start(timeout=STARTUP_TIMEOUT)
+        _record_timing("engine with --max-model-len 2048: start-up (beside the session's)", server.startup_seconds or 0)
         yield server
     finally:
         server.stop()
