@@ -22,6 +22,7 @@ from .failures import describe_body, translate_error
 from .i18n import _
 from .messages import CONTEXT_TOKENS
 from .streaming import chat
+from .transport import deadline_scope
 
 __all__ = ["Check", "DoctorReport", "doctor"]
 
@@ -120,7 +121,8 @@ def doctor(settings: Settings | None = None, *, echo: Callable[[str], None] = pr
 
     client = backend.client(settings)
     try:
-        ids = _model_ids(client, base_url)
+        with deadline_scope(settings.timeout):  # trickled headers or body: bounded as a chat's are
+            ids = _model_ids(client, base_url)
     except Exception as exc:  # every failure becomes a sentence with a fix
         err = translate_error(exc, base_url=base_url, model=settings.model, api_key=settings.api_key,
                               timeout=settings.timeout)

@@ -120,6 +120,16 @@ def test_trickled_response_headers_end_at_the_timeout() -> None:
     assert took < TIMEOUT + SLACK
 
 
+def test_doctor_with_trickled_headers_ends_at_the_timeout() -> None:
+    head = b"HTTP/1.1 200 OK\r\n" + b"x-padding: " + b"a" * 500 + b"\r\n\r\n"
+    with raw_server(lambda c: c.trickle(head, 0.1)) as (base, _conns):
+        labkit.configure(base_url=base, timeout=TIMEOUT)
+        started = time.monotonic()
+        report = labkit.doctor()
+        took = time.monotonic() - started
+    assert not report.ok and took < TIMEOUT + SLACK, (took, report)
+
+
 def test_a_500_whose_body_trickles_ends_at_the_timeout_and_says_what_came() -> None:
     body = b"Internal error: the worker is restarting" + b"." * 500
     head = (b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ncontent-length: "
