@@ -218,7 +218,7 @@ def generated(model: str, count: int, dialect: str = "fastchat") -> list[Case]:
 
     for name, kind in keys:
         draw(f"{name}:{kind}", mutations[(name, kind)], per_kind)
-    draw("valid", st.none(), max(count - len(drawn), count // 4))
+    draw("valid", st.none(), max(1, count - len(drawn), count // 4))
     return drawn
 
 
