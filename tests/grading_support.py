@@ -9,6 +9,7 @@ it does not.
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import re
 from pathlib import Path
@@ -101,3 +102,9 @@ def write(path: Path, nb: dict[str, Any] | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(nb if isinstance(nb, str) else json.dumps(nb, ensure_ascii=False), encoding="utf-8")
     return path
+
+
+def rows(path: Path) -> dict[str, dict[str, str]]:
+    """The gradebook's rows by student (the CSV is UTF-8 with a BOM, for Excel)."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return {row["student"]: row for row in csv.DictReader(handle)}

@@ -4,7 +4,6 @@ Chinese feedback checked as a TA and a student would read them."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 pytest.importorskip("otter", reason="grading needs otter-grader: pip install -e '.[test]'")
 
-from grading_support import Maker, hostile_cells, write  # noqa: E402
+from grading_support import Maker, hostile_cells, rows, write  # noqa: E402
 
 from labkit.cli import main as cli_main  # noqa: E402
 from labkit.grading import Limits, grade_folder, isolation, list_assignments, write_student_version  # noqa: E402
@@ -20,11 +19,6 @@ from labkit.grading import Limits, grade_folder, isolation, list_assignments, wr
 pytestmark = pytest.mark.timeout(240)
 
 ASSIGNMENT = "multimodal-request"
-
-
-def rows(path: Path) -> dict[str, dict[str, str]]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        return {row["student"]: row for row in csv.DictReader(handle)}
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ loses those cases only."""
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 pytest.importorskip("otter", reason="grading needs otter-grader: pip install -e '.[test]'")
 
-from grading_support import Maker, write  # noqa: E402
+from grading_support import Maker, rows, write  # noqa: E402
 
 from labkit.grading import Limits, grade_folder, isolation  # noqa: E402
 
@@ -107,11 +106,6 @@ def ask(*args, **kwargs):
     calls.append(args)
     return Anything()
 '''
-
-
-def rows(path: Path) -> dict[str, dict[str, str]]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        return {row["student"]: row for row in csv.DictReader(handle)}
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ name and still keeps the grader's keys from the submissions."""
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 
 pytest.importorskip("otter", reason="grading needs otter-grader: pip install -e '.[test]'")
 
-from grading_support import Maker, write  # noqa: E402
+from grading_support import Maker, rows, write  # noqa: E402
 
 from labkit.grading import GradingError, Limits, grade_folder, isolation  # noqa: E402
 from labkit.grading import grade as grade_module  # noqa: E402
@@ -60,11 +59,6 @@ raise RuntimeError("STOLEN " + " ".join(found) if found else "NOTHING FOUND")
 '''
 
 FORK_BOMB = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
-
-
-def rows(path: Path) -> dict[str, dict[str, str]]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        return {row["student"]: row for row in csv.DictReader(handle)}
 
 
 @pytest.fixture(scope="module")
