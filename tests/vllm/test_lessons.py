@@ -96,11 +96,17 @@ def test_every_lesson_runs_under_nbval_on_the_real_engine(vllm_server: VLLMServe
 
 @pytest.mark.parametrize("exercise", _solutions().EXERCISES, ids=lambda e: f"{e.lesson[:2]}-{e.check}")
 def test_solutions_pass_their_self_checks_on_the_real_engine(exercise: object, labkit_on_vllm: VLLMServer,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
     """The solutions of tests/test_exercise_solutions.py, run as a student would in the lesson's folder,
-    with labkit pointed at the engine: every self-check passes."""
-    monkeypatch.chdir(NOTEBOOKS)
+    with labkit pointed at the engine: every self-check passes. Lesson 06's answers write
+    outputs/report.jsonl, so each runs in a folder of its own, as in a student's fresh kernel."""
     solutions = _solutions()
-    for code in [exercise.solution, *exercise.also_right]:  # type: ignore[attr-defined]
+    for n, code in enumerate([exercise.solution, *exercise.also_right]):  # type: ignore[attr-defined]
+        if exercise.lesson.startswith("06"):  # type: ignore[attr-defined]
+            (tmp_path / f"answer-{n}").mkdir()
+            monkeypatch.chdir(tmp_path / f"answer-{n}")
+        else:
+            monkeypatch.chdir(NOTEBOOKS)
         verdict = solutions.run_direct(exercise, code)
         assert verdict.ok, (code, verdict.problems)
