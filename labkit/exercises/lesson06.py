@@ -24,9 +24,14 @@ _COLOUR_WORDS = re.compile(r"colou?r|颜色|色彩|什么色", re.IGNORECASE)
 REPORT_NAME = "report.jsonl"
 
 
-def _turns(pg: object) -> list[Any] | None:
+def _turns(c: Checker, pg: object) -> list[Any] | None:
+    """The playground's turns, or None after telling the student that ``pg`` is not step 1's playground."""
     turns = getattr(pg, "turns", None)
-    return list(turns) if isinstance(turns, list) else None
+    if isinstance(turns, list):
+        return list(turns)
+    c.fail(_("pg is not the playground of step 1 (it is {kind}): run step 1 again, then this cell")
+           .format(kind=type(pg).__name__))
+    return None
 
 
 @guarded(1)
@@ -39,10 +44,8 @@ def check_answer(answer_1: object, pg: object, *, quiet: bool = False) -> Verdic
         False
     """
     c = Checker(1, quiet=quiet)
-    turns = _turns(pg)
+    turns = _turns(c, pg)
     if turns is None:
-        c.fail(_("pg is not the playground of step 1 (it is {kind}): run step 1 again, then this cell")
-               .format(kind=type(pg).__name__))
         return c.done()
     if answer_1 is None:
         c.fail(_("answer_1 is still None: ask the playground a question in code, wait for the answer, then keep "
@@ -124,10 +127,8 @@ def check_report(saved: object, pg: object, *, quiet: bool = False) -> Verdict:
         False
     """
     c = Checker(3, quiet=quiet)
-    turns = _turns(pg)
+    turns = _turns(c, pg)
     if turns is None:
-        c.fail(_("pg is not the playground of step 1 (it is {kind}): run step 1 again, then this cell")
-               .format(kind=type(pg).__name__))
         return c.done()
     if saved is None:
         c.fail(_("saved is still None: save the conversation with the playground's save method and keep what it "
