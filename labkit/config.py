@@ -189,13 +189,19 @@ def _check_base_url(value: object, origin: str) -> str:
     return url
 
 
-def _check_timeout(value: object, origin: str) -> float:
-    __tracebackhide__ = True
+def _seconds(value: object) -> float | None:
+    """``value`` as a positive, finite number of seconds, or None when it is not one."""
     try:
         seconds = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        seconds = math.nan
-    if not (seconds > 0 and math.isfinite(seconds)):
+        return None
+    return seconds if seconds > 0 and math.isfinite(seconds) else None
+
+
+def _check_timeout(value: object, origin: str) -> float:
+    __tracebackhide__ = True
+    seconds = _seconds(value)
+    if seconds is None:
         raise ConfigError(_(
             "{origin}={value!r} is not a positive number of seconds: set it to e.g. 120, or unset it.").format(
             origin=origin, value=value))
@@ -204,11 +210,8 @@ def _check_timeout(value: object, origin: str) -> float:
 
 def _check_max_seconds(value: object, origin: str) -> float:
     __tracebackhide__ = True
-    try:
-        seconds = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        seconds = math.nan
-    if not (seconds > 0 and math.isfinite(seconds)):
+    seconds = _seconds(value)
+    if seconds is None:
         raise ConfigError(_(
             "{origin}={value!r} is not a positive number of seconds: set it to the most a whole answer may take, "
             "e.g. 300, or unset it for no limit.").format(origin=origin, value=value))
