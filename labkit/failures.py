@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import email.utils
 import html
-import importlib
 import json
 import re
 import time
 from typing import Any
 
+import httpx2
 import openai
 
 from .config import Secret, mask_key
@@ -37,26 +37,13 @@ __all__ = ["transport_errors", "timeout_errors", "decoding_error", "error_messag
            "translate_error"]
 
 
-def _exception_types(attr: str) -> tuple[type[BaseException], ...]:
-    """The named exception class from whichever HTTP libraries are installed (openai 3.x uses httpx2;
-    older releases use httpx). Resolved once, at import: importing inside an ``except`` clause while
-    a stream is open can let the garbage collector finalise openai's generators mid-import."""
-    found: list[type[BaseException]] = []
-    for module_name in ("httpx2", "httpx"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        kind = getattr(module, attr, None)
-        if isinstance(kind, type) and issubclass(kind, BaseException):
-            found.append(kind)
-    return tuple(found)
-
-
-_TRANSPORT_ERRORS = _exception_types("TransportError") + (openai.APIConnectionError,)
-_TIMEOUT_ERRORS = _exception_types("TimeoutException") + (openai.APITimeoutError,)
-_CONNECT_TIMEOUTS = _exception_types("ConnectTimeout") + _exception_types("PoolTimeout")
-_DECODING_ERRORS = _exception_types("DecodingError")
+# The HTTP library under openai's client (openai 3.x, the versions labkit supports, is built on httpx2):
+# its exception classes, named here once. httpx itself is not imported: it is not what openai raises,
+# and importing it (with its command line's click, rich and pygments) cost every kernel 5 MB.
+_TRANSPORT_ERRORS = (httpx2.TransportError, openai.APIConnectionError)
+_TIMEOUT_ERRORS = (httpx2.TimeoutException, openai.APITimeoutError)
+_CONNECT_TIMEOUTS = (httpx2.ConnectTimeout, httpx2.PoolTimeout)
+_DECODING_ERRORS = (httpx2.DecodingError,)
 
 _SHORT = 120  # characters of a foreign body quoted in a message
 
