@@ -147,7 +147,7 @@ def _run_practice(args: argparse.Namespace) -> int:
 
 
 def _run_doctor(args: argparse.Namespace) -> int:
-    from .doctor import doctor
+    from .checkup import doctor
 
     return 0 if doctor() else 1
 

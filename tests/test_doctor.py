@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import labkit
-from labkit.doctor import doctor
+from labkit.checkup import doctor
 
 
 def test_doctor_reports_and_fixes(configured_fastchat: str) -> None:

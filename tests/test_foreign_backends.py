@@ -15,8 +15,8 @@ from contextlib import contextmanager
 import pytest
 
 import labkit
+from labkit.checkup import doctor
 from labkit.cli import main
-from labkit.doctor import doctor
 
 LOGIN_PAGE = ("<!DOCTYPE html><html><head><title>Campus Network Login</title></head><body>"
               + "<p>Please log in to use the campus network.</p>" * 80 + "</body></html>")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 
@@ -94,12 +93,29 @@ def test_an_image_error_prints_as_labkit_image_error() -> None:
     assert "labkit.ImageError: No file at 'no-such-file.jpg'" in out.stderr
 
 
-def test_doctor_is_the_function_and_its_module_still_imports() -> None:
-    assert callable(labkit.doctor) and labkit.doctor.__name__ == "doctor"
-    from labkit.doctor import DoctorReport, doctor
+def test_doctor_is_the_function_wherever_it_was_imported_from() -> None:
+    code = ("from labkit.checkup import DoctorReport, doctor\nimport labkit\n"
+            "assert labkit.doctor is doctor and callable(labkit.doctor), labkit.doctor\n"
+            "from labkit import doctor as again\nassert again is doctor\nprint('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.stdout.strip() == "ok", out.stderr
 
-    assert doctor is labkit.doctor and DoctorReport
-    assert importlib.import_module("labkit.doctor").doctor is labkit.doctor
+
+def test_import_labkit_imports_what_is_used_and_no_more() -> None:
+    """`import labkit` is free; the practice server's and the grader's modules do not load openai's client
+    (30 MB and half a second in every process that imported labkit); the first `labkit.chat` does."""
+    code = ("import sys, labkit\nprint('openai' in sys.modules, 'PIL' in sys.modules)\n"
+            "import labkit.practice.server, labkit.grading\nprint('openai' in sys.modules)\n"
+            "labkit.chat, labkit.backend\nprint('openai' in sys.modules)\n"
+            "print(sorted(set(labkit.__all__) - set(dir(labkit))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.stdout.split("\n")[:4] == ["False False", "False", "True", "[]"], out.stdout + out.stderr
+
+
+def test_a_name_labkit_does_not_have_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="has no attribute 'chatt'"):
+        labkit.chatt  # noqa: B018
+    assert not hasattr(labkit, "no_such_module")
 
 
 def test_the_lessons_imports_keep_working() -> None:

@@ -153,7 +153,7 @@ def test_a_runtime_error_is_prefixed_with_full_width_punctuation(monkeypatch: py
 
 
 def test_doctor_speaks_chinese_throughout(monkeypatch: pytest.MonkeyPatch, fastchat_url: str) -> None:
-    from labkit.doctor import doctor
+    from labkit.checkup import doctor
 
     monkeypatch.setenv("LABKIT_LANG", "zh")
     lines: list[str] = []

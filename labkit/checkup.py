@@ -1,7 +1,7 @@
 """``labkit doctor``: check the configuration and the backend, and say what to fix.
 
 Example:
-    >>> from labkit.doctor import doctor
+    >>> from labkit import doctor
     >>> report = doctor()  # doctest: +SKIP
 """
 
