@@ -5,6 +5,8 @@ made from each reference solution does the check reject?
     python scripts/mutants.py --survivors     # also print each surviving mutant's change
     python scripts/mutants.py --only 07-      # only the exercises whose name starts with this
     python scripts/mutants.py --jobs 2        # worker processes (default: 2, or fewer CPUs)
+    python scripts/mutants.py --listed        # print each listed equivalent mutant's change and reason
+                                              # (runs nothing; combine with --only)
 
 The mutants come from mutmut's mutation operators (numbers, strings, True/False, assignments to None,
 dropped or None arguments, swapped string methods, arithmetic/comparison/boolean operators, is/in,
@@ -314,7 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="only exercises whose name starts with this (e.g. 07-)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     parser.add_argument("--survivors", action="store_true", help="print every surviving mutant's change")
+    parser.add_argument("--listed", action="store_true",
+                        help=f"print each mutant listed in {EQUIVALENT.name} (its change and reason); runs nothing")
     args = parser.parse_args(argv)
+    if args.listed:
+        return print_listed(args.only)
     started = time.monotonic()
     rows, notes = measure(args.only, args.jobs, log=sys.stderr if sys.stderr.isatty() else None)
     print(table(rows))
@@ -331,6 +337,30 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         print("note:", note)
     return 0 if all(r.ok for r in rows) else 1
+
+
+def print_listed(only: str = "") -> int:
+    """Print the change and the reason of every mutant listed as equivalent (of the exercises whose
+    name starts with ``only``), so that the list can be reviewed; a listed id that no longer names a
+    mutant is reported. Exit status 1 when there is such a stale entry."""
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
+    equivalent = read_equivalent()
+    stale = 0
+    for name in sorted({exercise for exercise, _ in equivalent if exercise.startswith(only)}):
+        source = _exercise_source(name)
+        mutants = {m.ident: m for m in mutants_of(name, source)} if source else {}
+        for (exercise, ident), reason in equivalent.items():
+            if exercise != name:
+                continue
+            print(f"{name}  {ident}  ({reason})")
+            if ident not in mutants:
+                stale += 1
+                print("      no such mutant (the solution changed?)")
+                continue
+            print(f"      [{mutants[ident].operator}]")
+            print("\n".join("      " + line for line in mutants[ident].change(source).splitlines()))
+    return 1 if stale else 0
 
 
 def _exercise_source(name: str) -> str:

@@ -57,3 +57,16 @@ def test_every_exercise_has_mutants() -> None:
     empty = [e.name for e in EXERCISES if not mutants.mutants_of(e.name, e.solution)]
     empty += [q.key for lab in labs() for q in lab.questions if not mutants.mutants_of(q.key, q.solution)]
     assert not empty, empty
+
+
+def test_listed_prints_each_listed_mutant_with_its_change_and_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--listed` is how the equivalent list is reviewed: every entry with the lines it changes."""
+    listed = {ident: reason for (exercise, ident), reason in mutants.read_equivalent().items()
+              if exercise.startswith("07-")}
+    assert mutants.main(["--listed", "--only", "07-"]) == 0
+    out = capsys.readouterr().out
+    assert listed
+    for ident, reason in listed.items():
+        assert f"{ident}  ({reason})" in out
+    changed = [line.strip() for line in out.splitlines() if line.strip().startswith(("-", "+"))]
+    assert len(changed) >= 2 * len(listed)
