@@ -175,6 +175,8 @@ my_message = {"role": "user", "content": [{"type": "text", "text": "What is in t
                                    'text += json.loads(data)["choices"][0]["delta"].get("content") or ""'),
                    "IndexError", "IndexError"),
                  W(ASK_RAW.replace('"stream": True', '"stream": False'), "did not ask for a stream", "流式"),
+                 W(ASK_RAW.replace(" timeout=60,\n                      ", " "),   # httpx's default: 5 s
+                   "gave up (ReadTimeout)", "放弃了"),
                  W(ASK_RAW.replace('base_url.rstrip("/") + "/chat/completions"', 'base_url + "/chat/completions"')
                    .replace("        response.raise_for_status()\n", ""), "with a double slash", "斜杠"),
                  W("""

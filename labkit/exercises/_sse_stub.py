@@ -22,10 +22,12 @@ __all__ = ["Scripted", "serve_script"]
 
 @dataclass
 class Scripted:
-    """One case: the byte pieces to send (each written and flushed on its own), and what came in."""
+    """One case: the byte pieces to send (each written and flushed on its own), and what came in;
+    ``silence``: seconds without a byte after the first piece (a busy model before its first token)."""
 
     pieces: list[bytes]
     requests: list[dict[str, Any]] = field(default_factory=list)
+    silence: float = 0.0
 
 
 def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
@@ -54,10 +56,10 @@ def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            for piece in script.pieces:
+            for n, piece in enumerate(script.pieces):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                 self.wfile.flush()
-                time.sleep(0.002)
+                time.sleep(script.silence if n == 0 and script.silence else 0.002)
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
             self.close_connection = True

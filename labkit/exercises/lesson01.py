@@ -16,7 +16,7 @@ from PIL import Image
 
 from ..cleanup import strip_role_prefix
 from ..i18n import _
-from ._common import N_, Checker, Verdict, call_student, guarded, need, not_callable
+from ._common import N_, Checker, Verdict, call_student, describe_error, guarded, need, not_callable
 from ._images import decode_data_url, similar
 from ._sse_stub import Scripted, serve_script
 
@@ -108,6 +108,12 @@ _CASES: list[tuple[str, list[str], Callable[[list[bytes]], list[bytes]], dict[st
      {"slash": True}),
 ]
 
+# A busy backend: its first event at once (FastChat sends the role first), then silence while the model
+# reads the prompt, longer than httpx's default timeout (5 s without a byte). Run last, and only for a
+# reader right in every other case: it costs its seconds.
+BUSY_SILENCE = 5.5
+_BUSY_CASE = N_("a busy backend, silent for 5.5 s before the first token")
+
 
 @guarded(2)
 def check_raw_reader(ask_raw: Callable[[str, str, str, str], str], *, quiet: bool = False) -> Verdict:
@@ -173,4 +179,34 @@ def check_raw_reader(ask_raw: Callable[[str, str, str, str], str], *, quiet: boo
             elif got not in (raw, strip_role_prefix(raw)):
                 c.fail(_("{case}: the text you returned ({got!r}) is not the text of the content deltas that came")
                        .format(case=case, got=got[:60]))
+    if not c.problems:
+        _check_busy_backend(c, ask_raw, key, model, question)
     return c.done()
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """An httpx timeout (ReadTimeout and its kin), named without importing httpx."""
+    return any(k.__name__ == "TimeoutException" and k.__module__.startswith("httpx") for k in type(exc).__mro__)
+
+
+def _check_busy_backend(c: Checker, ask_raw: Callable[[str, str, str, str], str], key: str, model: str,
+                        question: str) -> None:
+    case = _("case “{name}”").format(name=_(_BUSY_CASE))
+    texts = ["A busy", " model", " answers", " at last."]
+    script = Scripted(_stream(texts), silence=BUSY_SILENCE)
+    with serve_script(script) as base_url:
+        try:
+            got = ask_raw(base_url, key, model, question)
+        except Exception as exc:  # the student's code
+            if _is_timeout(exc):
+                c.fail(_("{case}: your reader gave up ({error}). Unless told otherwise httpx waits only 5 s for the "
+                         "next bytes, and a busy model can be silent longer before its first token: give the request "
+                         "a longer timeout, e.g. httpx.stream(..., timeout=60)").format(
+                    case=case, error=type(exc).__name__))
+            else:
+                c.fail(_("{case}: your code raised {error}").format(case=case, error=describe_error(exc)))
+            return
+    raw = "".join(texts)
+    if not isinstance(got, str) or got not in (raw, strip_role_prefix(raw)):
+        c.fail(_("{case}: the text you returned ({got!r}) is not the text of the content deltas that came")
+               .format(case=case, got=str(got)[:60]))
