@@ -186,3 +186,23 @@ def test_a_package_planted_in_the_notebooks_folder_runs_only_in_its_own_process(
     assert pat["total"] == "0", pat
     # the planting cell itself ran: the package imported in the notebook's own process
     assert [c for c in summary.graded[0].cell_errors if c["index"] == 1] == [], summary.graded[0].cell_errors
+
+
+DESCRIPTORS = r'''
+import os
+held = {int(fd): os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+        if os.path.exists(f"/proc/self/fd/{fd}")}
+assert held.get(0) == "/dev/null", held
+assert sorted(t.split(":")[0] for fd, t in held.items() if t.startswith(("pipe:", "socket:"))) == ["pipe", "pipe"], held
+'''
+
+
+def test_the_submission_process_holds_only_its_own_two_pipes(tmp_path: Path, make: Maker) -> None:
+    """Its stdin is /dev/null (the supervisor's carries the tests and the nonce), and it holds
+    neither the results channel, the test process's pipes nor the practice server's socket: only the
+    two pipes to and from the supervisor."""
+    subs = tmp_path / "subs"
+    write(subs / "ida.ipynb", make.with_cells_at_end([DESCRIPTORS]))
+    summary = grade_folder(ASSIGNMENT, subs, tmp_path / "g.csv", limits=Limits(wall=150.0, cell=8.0), progress=False)
+    assert summary.graded[0].cell_errors == [], summary.graded[0].cell_errors
+    assert rows(tmp_path / "g.csv")["ida"]["total"] == "16"
