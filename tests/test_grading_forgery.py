@@ -156,3 +156,53 @@ def test_a_case_that_hangs_fails_alone(tmp_path: Path, make: Maker) -> None:
     hank = rows(tmp_path / "g.csv")["hank"]
     assert (hank["q1"], hank["q2"], hank["q3"], hank["q4"], hank["total"]) == ("4", "4", "2", "4", "14"), hank
     assert summary.graded[0].seconds < 120
+
+
+PLANT = r'''
+import os
+os.makedirs("labkit_planted", exist_ok=True)
+with open("labkit_planted/__init__.py", "w") as handle:
+    handle.write("import doctest\n"
+                 "doctest.DocTestRunner.run = lambda self, test, **kw: doctest.TestResults(0, len(test.examples))\n"
+                 "doctest.DocTestRunner.summarize = lambda self, verbose=None: doctest.TestResults(0, 1)\n")
+with open("labkit_planted/sub.py", "w") as handle:
+    handle.write("VALUE = 42\n")
+from labkit_planted import sub as planted
+assert planted.VALUE == 42
+'''
+
+
+def test_a_package_planted_in_the_notebooks_folder_runs_only_in_its_own_process(tmp_path: Path, make: Maker) -> None:
+    """The notebook's folder is on the submission process's path (its own modules import, as in
+    Jupyter) and never on the test process's: a package the cells write there, whose module the
+    namespace then names, is not imported where the tests run."""
+    nb = make.partial([])  # the student version: an honest 0
+    nb["cells"].insert(1, {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                           "source": PLANT})
+    subs = tmp_path / "subs"
+    write(subs / "pat.ipynb", nb)
+    summary = grade_folder(ASSIGNMENT, subs, tmp_path / "g.csv", limits=Limits(wall=150.0, cell=8.0), progress=False)
+    pat = rows(tmp_path / "g.csv")["pat"]
+    assert pat["total"] == "0", pat
+    # the planting cell itself ran: the package imported in the notebook's own process
+    assert [c for c in summary.graded[0].cell_errors if c["index"] == 1] == [], summary.graded[0].cell_errors
+
+
+DESCRIPTORS = r'''
+import os
+held = {int(fd): os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+        if os.path.exists(f"/proc/self/fd/{fd}")}
+assert held.get(0) == "/dev/null", held
+assert sorted(t.split(":")[0] for fd, t in held.items() if t.startswith(("pipe:", "socket:"))) == ["pipe", "pipe"], held
+'''
+
+
+def test_the_submission_process_holds_only_its_own_two_pipes(tmp_path: Path, make: Maker) -> None:
+    """Its stdin is /dev/null (the supervisor's carries the tests and the nonce), and it holds
+    neither the results channel, the test process's pipes nor the practice server's socket: only the
+    two pipes to and from the supervisor."""
+    subs = tmp_path / "subs"
+    write(subs / "ida.ipynb", make.with_cells_at_end([DESCRIPTORS]))
+    summary = grade_folder(ASSIGNMENT, subs, tmp_path / "g.csv", limits=Limits(wall=150.0, cell=8.0), progress=False)
+    assert summary.graded[0].cell_errors == [], summary.graded[0].cell_errors
+    assert rows(tmp_path / "g.csv")["ida"]["total"] == "16"

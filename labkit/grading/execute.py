@@ -4,7 +4,13 @@ This module is the program that runs *inside* the sandbox (``python -m labkit.gr
 has three roles, one per process:
 
 ``supervise`` (the sandbox's first process; holds the results channel to the grader)
-    starts the practice server, then the *submission process* and the *test process*. It relays
+    imports once what every role needs (labkit and what it imports, IPython), then starts the
+    practice server, the *test process* and the *submission process* as children forked from
+    itself (no interpreter start, no import again: most of a submission's time went there). It
+    forks them before it has read anything from the grader (the tests and the nonce arrive later
+    on its stdin) and before any thread runs; each child closes every descriptor but its own pipes
+    (stdin becomes ``/dev/null``) and becomes its own user. A submission process started again
+    after a case's time limit is a fresh interpreter (by then the supervisor holds the nonce). It relays
     calls between them, enforces each test case's time limit (a case that runs out of time kills
     the submission process, which is started again — its cells run again — for the cases left), and
     forwards the cell reports and the final results to the grader. It never runs the student's code
@@ -629,6 +635,91 @@ def _ahead_of_forks(pid: int) -> None:
         pass
 
 
+class _Forked:
+    """A child forked from the supervisor: what of :class:`subprocess.Popen` the supervisor uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # already reaped
+                self.returncode = -signal.SIGKILL
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+            time.sleep(0.01)
+        assert self.returncode is not None
+        return self.returncode
+
+
+def _warm() -> None:
+    """Import, once per sandbox, what the forked roles need: labkit (and with it openai, Pillow …),
+    the practice server and IPython's shell. Nothing here starts a thread."""
+    from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
+
+    import labkit  # noqa: F401
+    import labkit.practice  # noqa: F401
+
+
+def _only_fds(keep: tuple[int, ...]) -> None:
+    """Close every descriptor but 1, 2 and ``keep``; stdin becomes ``/dev/null`` (the supervisor's
+    stdin carries the tests and the nonce)."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    last = 2
+    for fd in sorted({null, *keep}):
+        if fd > last:
+            os.closerange(last + 1, fd)
+            last = fd
+    os.closerange(last + 1, 1 << 20)
+    if null not in keep:
+        os.close(null)
+
+
+def _fork(role: Any, keep: tuple[int, ...], user: dict[str, Any], *, session: bool = True) -> _Forked:
+    """Run ``role()`` in a child forked from this (single-threaded) process, with only the
+    descriptors ``keep``, in a session of its own and as ``user`` (the same ``user``/``group``
+    :class:`subprocess.Popen` takes), then end it with ``role``'s exit status."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    pid = os.fork()
+    if pid:
+        return _Forked(pid)
+    code = 70
+    try:
+        _only_fds(keep)
+        if session:
+            os.setsid()
+        if user:
+            os.setgroups([])
+            os.setresgid(user["group"], user["group"], user["group"])
+            os.setresuid(user["user"], user["user"], user["user"])
+        code = role() or 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - the child ends here whatever happens
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
 def _python(isolated: bool) -> list[str]:
     """The interpreter for a role; ``isolated`` (-I): never imports from the submission's folder."""
     return [sys.executable, *(["-I"] if isolated else []), "-m", "labkit.grading.execute"]
@@ -641,7 +732,8 @@ class _Supervisor:
         self.config = json.loads(argv[4])
         self.limits = self.config["limits"]
         self.generation = 0
-        self.cells: subprocess.Popen[bytes] | None = None
+        self.cells: subprocess.Popen[bytes] | _Forked | None = None
+        self.server: _Forked | None = None
         self.from_cells = self.to_cells = -1
         self.is_init = os.getpid() == 1
         if self.is_init and self.config.get("uid") is not None:
@@ -653,22 +745,39 @@ class _Supervisor:
             return {}
         return {"user": uid + offset, "group": uid, "extra_groups": []}
 
-    def start_cells(self) -> bool:
+    def start_cells(self, forked: bool = False) -> bool:
         """Start the submission process; run its cells; ``True`` once it reported them."""
+        self.spawn_cells(forked)
+        return self.cells_reported()
+
+    def spawn_cells(self, forked: bool) -> None:
+        """Start the submission process: ``forked`` from this one (only before the grader sent the
+        tests and the nonce, and before any thread runs), else a fresh interpreter."""
         self.generation += 1
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
         limits = dict(self.limits, processes=self.limits.get("processes") if self.config.get("uid") is not None else 0)
-        self.cells = subprocess.Popen(
-            [*_python(False), "cells", str(up_w), str(down_r), self.notebook, str(self.cell_timeout),
-             str(self.output_limit), str(self.generation), json.dumps(limits)],
-            stdin=subprocess.DEVNULL, pass_fds=(up_w, down_r), start_new_session=True, **self._user(0))
+        args = [str(up_w), str(down_r), self.notebook, str(self.cell_timeout), str(self.output_limit),
+                str(self.generation), json.dumps(limits)]
+        if forked:
+            def cells() -> int:
+                sys.path.insert(0, os.getcwd())  # what `python -m` gives it: the notebook's own modules import
+                return _cells_main(args)
+
+            self.cells = _fork(cells, (up_w, down_r), self._user(0))
+        else:
+            self.cells = subprocess.Popen(
+                [*_python(False), "cells", *args],
+                stdin=subprocess.DEVNULL, pass_fds=(up_w, down_r), start_new_session=True, **self._user(0))
         os.close(up_w)
         os.close(down_r)
         _ahead_of_forks(self.cells.pid)
         self.from_cells, self.to_cells = up_r, down_w
+
+    def cells_reported(self) -> bool:
+        """Wait for the submission process's report on its cells."""
         try:
-            frame = _read_frame(up_r, time.monotonic() + self.limits["wall"])
+            frame = _read_frame(self.from_cells, time.monotonic() + self.limits["wall"])
         except (TimeoutError, ValueError):
             frame = None
         if frame is None:
@@ -696,7 +805,7 @@ class _Supervisor:
                 subprocess.run(["kill", "-KILL", "--", "-1"], user=uid, group=uid, extra_groups=[],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         elif self.is_init:  # everything the notebook started, wherever it went (this PID namespace is ours)
-            keep = {1, os.getpid(), self.tests.pid}
+            keep = {1, os.getpid(), self.tests.pid, *([self.server.pid] if self.server else [])}
             for entry in os.listdir("/proc"):
                 if entry.isdigit() and int(entry) not in keep:
                     try:
@@ -713,7 +822,7 @@ class _Supervisor:
         """Wait for the zombies of processes the notebook forked whose parents are gone (this process,
         the namespace's init, inherits them; each would still count against the user's process limit)."""
         while True:
-            tracked = {p.pid for p in (self.cells, getattr(self, "tests", None)) if p is not None}
+            tracked = {p.pid for p in (self.cells, getattr(self, "tests", None), self.server) if p is not None}
             for entry in os.listdir("/proc"):
                 if not entry.isdigit() or int(entry) in tracked:
                     continue
@@ -752,27 +861,65 @@ class _Supervisor:
             return {"died": f"exit status {code}"}
         return {"payload": frame}
 
-    def run(self) -> int:
-        from labkit.practice import PracticeConfig, PracticeServer
+    def start_server(self) -> int:
+        """The practice server, in a child of its own (forked: this process stays single-threaded
+        until the other roles are forked); it ends when this process does. Returns the pipe that
+        holds it."""
+        ready_r, ready_w = os.pipe()
+        hold_r, hold_w = os.pipe()
 
-        server = PracticeServer(PracticeConfig.from_env(fast=True)).start()
-        os.environ["LABKIT_BASE_URL"] = server.base_url
+        def serve() -> int:
+            from labkit.practice import PracticeConfig, PracticeServer
+
+            server = PracticeServer(PracticeConfig.from_env(fast=True)).start()
+            os.write(ready_w, server.base_url.encode("utf-8") + b"\n")
+            os.close(ready_w)
+            while os.read(hold_r, 1):  # until the supervisor closes its end or ends
+                pass
+            server.stop(timeout=1.0)
+            return 0
+
+        self.server = _fork(serve, (ready_w, hold_r), {}, session=False)
+        os.close(ready_w)
+        os.close(hold_r)
+        _ahead_of_forks(self.server.pid)  # as when it was a thread of this process
+        with os.fdopen(ready_r, "rb") as ready:
+            url = ready.readline().decode("utf-8").strip()
+        if not url:
+            raise RuntimeError("the practice server did not start (see the log above)")
+        os.environ["LABKIT_BASE_URL"] = url
+        return hold_w
+
+    def run(self) -> int:
+        _warm()
+        # from now on nothing is imported from the submission's folder (the notebook's cells write
+        # there): the submission process puts it back for itself
+        sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]
         _ahead_of_forks(os.getpid())  # this process too: it must answer, relay and stop whatever happens
-        if self.is_init:
+        server_hold = self.start_server()
+        tests_down_r, tests_down_w = os.pipe()
+        tests_up_r, tests_up_w = os.pipe()
+        tests_args = [str(tests_up_w), str(tests_down_r), str(self.cell_timeout),
+                      json.dumps(self.config.get("roots", []))]
+
+        def tests() -> int:
+            import site
+
+            user_site = site.getusersitepackages() if hasattr(site, "getusersitepackages") else ""
+            sys.path[:] = [p for p in sys.path if p != user_site]  # as `python -I`
+            return _tests_main(tests_args)
+
+        self.tests = _fork(tests, (tests_up_w, tests_down_r), self._user(1))  # its imports overlap the cells
+        os.close(tests_up_w)
+        os.close(tests_down_r)
+        self.spawn_cells(forked=True)
+        if self.is_init:  # threads only now: every child above was forked from a single-threaded process
             import threading
 
             threading.Thread(target=self.reap_orphans, daemon=True, name="labkit-reaper").start()
-        tests_down_r, tests_down_w = os.pipe()
-        tests_up_r, tests_up_w = os.pipe()
-        self.tests = subprocess.Popen(  # started now: its imports overlap the notebook's cells
-            [*_python(True), "tests", str(tests_up_w), str(tests_down_r), str(self.cell_timeout),
-             json.dumps(self.config.get("roots", []))],
-            stdin=subprocess.DEVNULL, pass_fds=(tests_up_w, tests_down_r), start_new_session=True, **self._user(1))
-        os.close(tests_up_w)
-        os.close(tests_down_r)
         tests_in = sys.stdin.buffer
         sys.stdin = io.StringIO("")
-        if not self.start_cells():
+        if not self.cells_reported():
             return 4
         self.report({"event": "cells", "cells": self.reports})
         request = json.loads(tests_in.readline() or b"{}")
@@ -788,7 +935,7 @@ class _Supervisor:
                 break
             _send_frame(tests_down_w, pickle.dumps(self.relay(message)))
         self.stop_cells()
-        server.stop(timeout=1.0)
+        os.close(server_hold)
         return 0
 
 
