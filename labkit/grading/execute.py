@@ -337,10 +337,27 @@ def _limit(limits: dict[str, Any]) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-big write fails with EFBIG instead of killing
 
 
+def _undumpable() -> None:
+    """No other process of this user may ptrace this one or read its memory, environment or file
+    descriptors through ``/proc`` (PR_SET_DUMPABLE 0; ``exec`` resets it, so each process sets it)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _cells_main(argv: list[str]) -> int:
-    """``cells TO_FD FROM_FD NOTEBOOK CELL_TIMEOUT OUTPUT_LIMIT GENERATION LIMITS_JSON``: the submission process."""
+    """``cells TO_FD FROM_FD NOTEBOOK CELL_TIMEOUT OUTPUT_LIMIT GENERATION LIMITS_JSON [confine]``: the
+    submission process."""
     to_fd, from_fd, notebook = int(argv[0]), int(argv[1]), argv[2]
     cell_timeout, output_limit, generation = float(argv[3]), int(argv[4]), int(argv[5])
+    if argv[7:8] == ["confine"]:
+        from .confine import confine
+
+        confine(keep=(to_fd, from_fd))
+        os.environ["LABKIT_GRADE_OWN_PROC"] = "1"  # this process is its own PID namespace's first one
     _limit(json.loads(argv[6]))
     os.umask(0o002)
     sys.stdin = io.StringIO("")  # input() in a cell gets end-of-file
@@ -578,6 +595,7 @@ def _light_otter() -> None:
 def _tests_main(argv: list[str]) -> int:
     """``tests TO_FD FROM_FD CASE_TIMEOUT ROOTS_JSON``: the test process (no student code runs here)."""
     to_fd, from_fd, case_timeout, roots = int(argv[0]), int(argv[1]), float(argv[2]), json.loads(argv[3])
+    _undumpable()
     os.umask(0o002)
     _light_otter()
     from otter.test_files import GradingResults
@@ -659,9 +677,11 @@ class _Supervisor:
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
         limits = dict(self.limits, processes=self.limits.get("processes") if self.config.get("uid") is not None else 0)
+        # with a user namespace (no user of its own) the student's process confines itself first
+        confine = ["confine"] if self.is_init and self.config.get("uid") is None else []
         self.cells = subprocess.Popen(
             [*_python(False), "cells", str(up_w), str(down_r), self.notebook, str(self.cell_timeout),
-             str(self.output_limit), str(self.generation), json.dumps(limits)],
+             str(self.output_limit), str(self.generation), json.dumps(limits), *confine],
             stdin=subprocess.DEVNULL, pass_fds=(up_w, down_r), start_new_session=True, **self._user(0))
         os.close(up_w)
         os.close(down_r)
@@ -755,6 +775,7 @@ class _Supervisor:
     def run(self) -> int:
         from labkit.practice import PracticeConfig, PracticeServer
 
+        _undumpable()  # the nonce and the tests pass through this process
         server = PracticeServer(PracticeConfig.from_env(fast=True)).start()
         os.environ["LABKIT_BASE_URL"] = server.base_url
         _ahead_of_forks(os.getpid())  # this process too: it must answer, relay and stop whatever happens
