@@ -26,6 +26,7 @@ pytest.importorskip("otter", reason="grading needs otter-grader: pip install -e 
 from grading_support import Maker, rows, write  # noqa: E402
 from test_grading_forgery import FORGE, PATCH, SPIES  # noqa: E402
 
+from labkit.grading import Limits  # noqa: E402
 from labkit.grading.assignments import ASSIGNMENTS_DIR  # noqa: E402
 from labkit.grading.grade import _needed_paths  # noqa: E402
 
@@ -137,6 +138,25 @@ for pid in others:
             pass
 raise RuntimeError("reached " + " | ".join(found) if found else "no other process reachable")
 '''
+FORKS = r'''
+import os, time
+kids = []
+for _ in range(400):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    kids.append(pid)
+raise RuntimeError(f"forked {{len(kids)}} processes")
+'''
+VENV = r'''
+import os, site
+for folder in {folders!r}:
+    open(os.path.join(folder, "labkit-userns-planted.pth"), "w").write("import os")
+'''
 KILL = r'''
 import os, signal
 killed = []
@@ -228,7 +248,7 @@ def test_a_hostile_submission_of_a_non_root_grader_gets_its_honest_score(tmp_pat
         master = str(ASSIGNMENTS_DIR / f"{ASSIGNMENT}.ipynb")
         write(subs / "eve.ipynb", make.with_cells_at_end([
             UNMOUNT.format(hidden=hidden), READ_MASTER.format(master=master), FORGE_BOOK.format(book=str(book)),
-            GRADER_FILE.format(private=private), OTHERS, KILL]))
+            GRADER_FILE.format(private=private), OTHERS, FORKS.format(), VENV.format(folders=_needed_paths()), KILL]))
         if os.geteuid() == 0:
             for path in [base, *base.rglob("*")]:
                 os.chown(path, NOBODY, NOBODY)
@@ -244,13 +264,17 @@ def test_a_hostile_submission_of_a_non_root_grader_gets_its_honest_score(tmp_pat
         assert table["eve"]["total"] == "16" and table["eve"]["status"] == "errors", table["eve"]
         eve = (base / "g-feedback" / "eve.md").read_text(encoding="utf-8")
         errors = [line for line in eve.split("## 出错的单元格", 1)[1].splitlines() if line.startswith("- ")]
-        assert len(errors) == 6, errors                                     # every probe failed …
+        assert len(errors) == 8, errors                                     # every probe failed …
         assert "nothing unmounted" in errors[0]                             # … the mounts hold
         assert "multimodal-request.ipynb" in errors[1]                      # … the master stays hidden
         assert "g.csv" in errors[2]                                         # … the gradebook cannot be written
         assert ".bashrc" in errors[3]                                       # … the grader's own files are out of reach
         assert "no other process reachable" in errors[4]                    # … and so are the other processes
-        assert "KeyboardInterrupt" in errors[5]                             # … its pid 1 is itself
+        forked = int(errors[5].split("forked ")[1].split()[0])              # … forks are limited
+        assert 0 < forked < Limits().processes + 64, errors[5]
+        assert "labkit-userns-planted.pth" in errors[6]                     # … the Python environment is read-only
+        assert "KeyboardInterrupt" in errors[7]                             # … its pid 1 is itself
+        assert not any(Path(p, "labkit-userns-planted.pth").exists() for p in _needed_paths())
         everything = eve + (base / "g-feedback" / "mallory.md").read_text(encoding="utf-8") + book.read_text(
             encoding="utf-8") + done.stdout + done.stderr
         for leak in LEAKS:

@@ -647,6 +647,9 @@ def _ahead_of_forks(pid: int) -> None:
         pass
 
 
+_SANDBOX_TASKS = 64  # the supervisor's, the test process's and the practice server's threads, with room
+
+
 def _python(isolated: bool) -> list[str]:
     """The interpreter for a role; ``isolated`` (-I): never imports from the submission's folder."""
     return [sys.executable, *(["-I"] if isolated else []), "-m", "labkit.grading.execute"]
@@ -676,9 +679,12 @@ class _Supervisor:
         self.generation += 1
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
-        limits = dict(self.limits, processes=self.limits.get("processes") if self.config.get("uid") is not None else 0)
-        # with a user namespace (no user of its own) the student's process confines itself first
+        # with a user namespace (no user of its own) the student's process confines itself first; the
+        # process limit then counts every task of the namespace's user (this sandbox only): room for ours
         confine = ["confine"] if self.is_init and self.config.get("uid") is None else []
+        processes = self.limits.get("processes") or 0
+        limits = dict(self.limits, processes=processes if self.config.get("uid") is not None
+                      else processes + _SANDBOX_TASKS if confine else 0)
         self.cells = subprocess.Popen(
             [*_python(False), "cells", str(up_w), str(down_r), self.notebook, str(self.cell_timeout),
              str(self.output_limit), str(self.generation), json.dumps(limits), *confine],
