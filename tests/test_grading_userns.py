@@ -159,12 +159,10 @@ for folder in {folders!r}:
 '''
 KILL = r'''
 import os, signal
-killed = []
 for pid in [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
         try:
             os.kill(pid, sig)
-            killed.append(pid)
         except OSError:
             pass
 for sig in (signal.SIGINT, signal.SIGTERM):
@@ -281,5 +279,7 @@ def test_a_hostile_submission_of_a_non_root_grader_gets_its_honest_score(tmp_pat
             assert leak not in everything, leak
     finally:
         shutil.rmtree(base, ignore_errors=True)
+        for folder in filter(os.path.isdir, _needed_paths()):  # only there if the sandbox failed
+            Path(folder, "labkit-userns-planted.pth").unlink(missing_ok=True)
         if private and os.geteuid() != 0:
             shutil.rmtree(private, ignore_errors=True)
