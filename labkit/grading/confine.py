@@ -14,6 +14,9 @@ by that process before it reads the notebook, makes it as powerless as a grading
 
 A process that cannot be confined stops (fail closed) rather than run the notebook.
 
+The test process, which never runs the student's code, drops its capabilities too
+(:func:`drop_capabilities`).
+
 Example:
     >>> from labkit.grading.confine import confine
     >>> confine(keep=(5, 6))  # doctest: +SKIP
@@ -24,7 +27,7 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["confine"]
+__all__ = ["confine", "drop_capabilities"]
 
 _CLONE_NEWNS, _CLONE_NEWPID = 0x00020000, 0x20000000
 _PR_SET_PDEATHSIG, _PR_CAPBSET_DROP, _PR_SET_SECUREBITS, _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT = 1, 24, 28, 38, 47
@@ -40,10 +43,12 @@ def _check(result: int, what: str) -> None:
 
     if result != 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"confining the submission's process: {what}: {os.strerror(err)}")
+        raise OSError(err, f"confining a grading process: {what}: {os.strerror(err)}")
 
 
-def _drop_capabilities() -> None:
+def drop_capabilities() -> None:
+    """Drop every capability of the calling process for good (and set ``no_new_privs``); raise
+    ``OSError`` if any is left."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -57,6 +62,7 @@ def _drop_capabilities() -> None:
     header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
     data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable, twice (capabilities 0-31, 32-63): none
     _check(libc.capset(header, data), "capset")
+    _verify()
 
 
 def _verify() -> None:
@@ -65,7 +71,7 @@ def _verify() -> None:
         status = dict(line.split(":", 1) for line in handle if ":" in line)
     left = {k: status.get(k, "?").strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")}
     if any(v.strip("0") for v in left.values()) or status.get("NoNewPrivs", "").strip() != "1":
-        raise OSError(0, f"confining the submission's process: capabilities left: {left}")
+        raise OSError(0, f"confining a grading process: capabilities left: {left}")
 
 
 def confine(keep: tuple[int, ...] = ()) -> None:
@@ -93,8 +99,7 @@ def confine(keep: tuple[int, ...] = ()) -> None:
         _check(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "parent-death signal")
         _check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "private mounts")
         _check(libc.mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None), "mount /proc")
-        _drop_capabilities()
-        _verify()
+        drop_capabilities()
     except BaseException as exc:  # noqa: BLE001 - never run the notebook unconfined
         os.write(2, f"{exc}\n".encode("utf-8", "replace"))
         os._exit(70)

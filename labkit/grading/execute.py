@@ -593,8 +593,12 @@ def _light_otter() -> None:
 
 
 def _tests_main(argv: list[str]) -> int:
-    """``tests TO_FD FROM_FD CASE_TIMEOUT ROOTS_JSON``: the test process (no student code runs here)."""
+    """``tests TO_FD FROM_FD CASE_TIMEOUT ROOTS_JSON [confine]``: the test process (no student code runs here)."""
     to_fd, from_fd, case_timeout, roots = int(argv[0]), int(argv[1]), float(argv[2]), json.loads(argv[3])
+    if argv[4:5] == ["confine"]:  # a user namespace's root: it needs none of the namespace's capabilities
+        from .confine import drop_capabilities
+
+        drop_capabilities()
     _undumpable()
     os.umask(0o002)
     _light_otter()
@@ -793,7 +797,8 @@ class _Supervisor:
         tests_up_r, tests_up_w = os.pipe()
         self.tests = subprocess.Popen(  # started now: its imports overlap the notebook's cells
             [*_python(True), "tests", str(tests_up_w), str(tests_down_r), str(self.cell_timeout),
-             json.dumps(self.config.get("roots", []))],
+             json.dumps(self.config.get("roots", [])), *(["confine"] if self.is_init and self.config.get("uid") is None
+                                                         else [])],
             stdin=subprocess.DEVNULL, pass_fds=(tests_up_w, tests_down_r), start_new_session=True, **self._user(1))
         os.close(tests_up_w)
         os.close(tests_down_r)
