@@ -37,7 +37,8 @@ NOBODY = 65534
 SECRET = "labkit-grader-private-7d1e"
 LEAKS = ("I am an assistant", "The assistant said hi", "hidden-green", "blue-portrait.png", "LEAK", SECRET, "FORGED")
 
-# the results channel, found through the supervisor's command line and memory (the nonce)
+# the results channel, found through the supervisor's command line and memory (the nonce: any 32
+# hex digits there), while the tests wait for the first call (before the fix: 16/16, status ok)
 NS_FORGE = r'''
 import json, os, re, threading, time
 
@@ -72,7 +73,7 @@ def ns_forge():
             if b"supervise" not in argv:
                 continue
             fd = argv[argv.index(b"supervise") + 1].decode()
-            for nonce in set(re.findall(rb'"nonce": "([0-9a-f]{32})"', _memory(pid))):
+            for nonce in set(re.findall(rb'(?<![0-9a-f])([0-9a-f]{32})(?![0-9a-f])', _memory(pid))):
                 line = json.dumps({"event": "results", "nonce": nonce.decode(), "results": fake}) + "\n"
                 try:
                     out = os.open(f"/proc/{pid}/fd/{fd}", os.O_WRONLY)
@@ -83,6 +84,12 @@ def ns_forge():
         time.sleep(0.1)
 
 threading.Thread(target=ns_forge, daemon=True).start()
+waited = []
+
+def build_messages(*args, **kwargs):
+    if not waited:
+        waited.append(time.sleep(3))
+    return None
 '''
 
 # each cell raises when the sandbox holds, and puts what it found into its error when it does not
@@ -239,9 +246,11 @@ def test_a_hostile_submission_of_a_non_root_grader_gets_its_honest_score(tmp_pat
         mallory = make.partial([])  # the student version: no answer at all, an honest 0
         mallory["cells"][1:1] = [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
                                   "source": source.format(mark=base.name)} for source in (SPIES, FORGE, PATCH)]
-        mallory["cells"].insert(1, {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
-                                    "source": NS_FORGE})
         write(subs / "mallory.ipynb", mallory)
+        trudy = make.partial([])
+        trudy["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                               "source": NS_FORGE})
+        write(subs / "trudy.ipynb", trudy)
         hidden = [str(ASSIGNMENTS_DIR), str(subs), str(base / "g-feedback"), str(book)]
         master = str(ASSIGNMENTS_DIR / f"{ASSIGNMENT}.ipynb")
         write(subs / "eve.ipynb", make.with_cells_at_end([
@@ -257,8 +266,9 @@ def test_a_hostile_submission_of_a_non_root_grader_gets_its_honest_score(tmp_pat
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert done.stdout.split()[:2] == ["ISOLATION", "userns"], done.stdout[-2000:]
         table = rows(book)
-        assert set(table) == {"mallory", "eve"}, table
+        assert set(table) == {"mallory", "eve", "trudy"}, table
         assert table["mallory"]["total"] == "0", table["mallory"]           # forging bought nothing
+        assert table["trudy"]["total"] == "0", table["trudy"]
         assert table["eve"]["total"] == "16" and table["eve"]["status"] == "errors", table["eve"]
         eve = (base / "g-feedback" / "eve.md").read_text(encoding="utf-8")
         errors = [line for line in eve.split("## 出错的单元格", 1)[1].splitlines() if line.startswith("- ")]
@@ -273,8 +283,8 @@ def test_a_hostile_submission_of_a_non_root_grader_gets_its_honest_score(tmp_pat
         assert "labkit-userns-planted.pth" in errors[6]                     # … the Python environment is read-only
         assert "KeyboardInterrupt" in errors[7]                             # … its pid 1 is itself
         assert not any(Path(p, "labkit-userns-planted.pth").exists() for p in _needed_paths())
-        everything = eve + (base / "g-feedback" / "mallory.md").read_text(encoding="utf-8") + book.read_text(
-            encoding="utf-8") + done.stdout + done.stderr
+        everything = "".join((base / "g-feedback" / f"{s}.md").read_text(encoding="utf-8")
+                             for s in table) + book.read_text(encoding="utf-8") + done.stdout + done.stderr
         for leak in LEAKS:
             assert leak not in everything, leak
     finally:
