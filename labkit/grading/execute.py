@@ -654,6 +654,18 @@ def _ahead_of_forks(pid: int) -> None:
 _SANDBOX_TASKS = 64  # the supervisor's, the test process's and the practice server's threads, with room
 
 
+def _nproc_per_namespace() -> bool:
+    """Whether the process limit counts a user's tasks per user namespace (Linux 5.14 and later);
+    before, it counted every process of the grader's user on the machine.
+
+    Example:
+        >>> isinstance(_nproc_per_namespace(), bool)
+        True
+    """
+    numbers = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return numbers is not None and (int(numbers.group(1)), int(numbers.group(2))) >= (5, 14)
+
+
 def _python(isolated: bool) -> list[str]:
     """The interpreter for a role; ``isolated`` (-I): never imports from the submission's folder."""
     return [sys.executable, *(["-I"] if isolated else []), "-m", "labkit.grading.execute"]
@@ -688,7 +700,7 @@ class _Supervisor:
         confine = ["confine"] if self.is_init and self.config.get("uid") is None else []
         processes = self.limits.get("processes") or 0
         limits = dict(self.limits, processes=processes if self.config.get("uid") is not None
-                      else processes + _SANDBOX_TASKS if confine else 0)
+                      else processes + _SANDBOX_TASKS if confine and _nproc_per_namespace() else 0)
         self.cells = subprocess.Popen(
             [*_python(False), "cells", str(up_w), str(down_r), self.notebook, str(self.cell_timeout),
              str(self.output_limit), str(self.generation), json.dumps(limits), *confine],
