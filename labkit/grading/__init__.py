@@ -21,7 +21,9 @@ where user namespaces are allowed; :func:`isolation` says which level a machine 
   shows only its own PID namespace), and its process only ever sees the arguments a test passes to its
   functions; public cases run before any hidden case, and nothing it prints reaches the feedback;
 - it cannot read or change other submissions, the gradebook or the feedback (covered by empty
-  mounts; as root it also runs as unprivileged user ids of its own, a block of ids per run);
+  mounts; as root it also runs as unprivileged user ids of its own, a block of ids per run; with a
+  user namespace its process has no capability and a PID namespace of its own, and the sandbox's
+  root holds only the system folders and the Python environment, read-only);
 - it cannot stop the run: time limits per cell, per test case (a case that runs out of time kills
   the student's process, which is started again for the cases left: that case alone fails) and per
   submission, an address-space limit, file-size, open-file and (as root) process limits, output

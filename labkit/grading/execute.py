@@ -343,10 +343,27 @@ def _limit(limits: dict[str, Any]) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-big write fails with EFBIG instead of killing
 
 
+def _undumpable() -> None:
+    """No other process of this user may ptrace this one or read its memory, environment or file
+    descriptors through ``/proc`` (PR_SET_DUMPABLE 0; ``exec`` resets it, so each process sets it)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _cells_main(argv: list[str]) -> int:
-    """``cells TO_FD FROM_FD NOTEBOOK CELL_TIMEOUT OUTPUT_LIMIT GENERATION LIMITS_JSON``: the submission process."""
+    """``cells TO_FD FROM_FD NOTEBOOK CELL_TIMEOUT OUTPUT_LIMIT GENERATION LIMITS_JSON [confine]``: the
+    submission process."""
     to_fd, from_fd, notebook = int(argv[0]), int(argv[1]), argv[2]
     cell_timeout, output_limit, generation = float(argv[3]), int(argv[4]), int(argv[5])
+    if argv[7:8] == ["confine"]:
+        from .confine import confine
+
+        confine(keep=(to_fd, from_fd))
+        os.environ["LABKIT_GRADE_OWN_PROC"] = "1"  # this process is its own PID namespace's first one
     _limit(json.loads(argv[6]))
     os.umask(0o002)
     sys.stdin = io.StringIO("")  # input() in a cell gets end-of-file
@@ -582,8 +599,13 @@ def _light_otter() -> None:
 
 
 def _tests_main(argv: list[str]) -> int:
-    """``tests TO_FD FROM_FD CASE_TIMEOUT ROOTS_JSON``: the test process (no student code runs here)."""
+    """``tests TO_FD FROM_FD CASE_TIMEOUT ROOTS_JSON [confine]``: the test process (no student code runs here)."""
     to_fd, from_fd, case_timeout, roots = int(argv[0]), int(argv[1]), float(argv[2]), json.loads(argv[3])
+    if argv[4:5] == ["confine"]:  # a user namespace's root: it needs none of the namespace's capabilities
+        from .confine import drop_capabilities
+
+        drop_capabilities()
+    _undumpable()
     os.umask(0o002)
     _light_otter()
     from otter.test_files import GradingResults
@@ -668,8 +690,11 @@ def _warm() -> None:
     the practice server and IPython's shell. Nothing here starts a thread."""
     from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
 
-    import labkit  # noqa: F401
+    import labkit
     import labkit.practice  # noqa: F401
+
+    for name in labkit.__all__:  # `import labkit` imports each public name on first use: all of them, now
+        getattr(labkit, name)
 
 
 def _only_fds(keep: tuple[int, ...]) -> None:
@@ -720,6 +745,21 @@ def _fork(role: Any, keep: tuple[int, ...], user: dict[str, Any], *, session: bo
             os._exit(code)
 
 
+_SANDBOX_TASKS = 64  # the supervisor's, the test process's and the practice server's threads, with room
+
+
+def _nproc_per_namespace() -> bool:
+    """Whether the process limit counts a user's tasks per user namespace (Linux 5.14 and later);
+    before, it counted every process of the grader's user on the machine.
+
+    Example:
+        >>> isinstance(_nproc_per_namespace(), bool)
+        True
+    """
+    numbers = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return numbers is not None and (int(numbers.group(1)), int(numbers.group(2))) >= (5, 14)
+
+
 def _python(isolated: bool) -> list[str]:
     """The interpreter for a role; ``isolated`` (-I): never imports from the submission's folder."""
     return [sys.executable, *(["-I"] if isolated else []), "-m", "labkit.grading.execute"]
@@ -739,6 +779,10 @@ class _Supervisor:
         if self.is_init and self.config.get("uid") is not None:
             os.environ["LABKIT_GRADE_OWN_PROC"] = "1"  # the submission's user has this PID namespace to itself
 
+    def _userns(self) -> bool:
+        """Whether this sandbox is a user namespace's (no grading user of its own: the roles confine themselves)."""
+        return self.is_init and self.config.get("uid") is None
+
     def _user(self, offset: int) -> dict[str, Any]:
         uid = self.config.get("uid")
         if uid is None:
@@ -756,9 +800,14 @@ class _Supervisor:
         self.generation += 1
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
-        limits = dict(self.limits, processes=self.limits.get("processes") if self.config.get("uid") is not None else 0)
+        # with a user namespace (no user of its own) the student's process confines itself first; the
+        # process limit then counts every task of the namespace's user (this sandbox only): room for ours
+        confine = ["confine"] if self._userns() else []
+        processes = self.limits.get("processes") or 0
+        limits = dict(self.limits, processes=processes if self.config.get("uid") is not None
+                      else processes + _SANDBOX_TASKS if confine and _nproc_per_namespace() else 0)
         args = [str(up_w), str(down_r), self.notebook, str(self.cell_timeout), str(self.output_limit),
-                str(self.generation), json.dumps(limits)]
+                str(self.generation), json.dumps(limits), *confine]
         if forked:
             def cells() -> int:
                 sys.path.insert(0, os.getcwd())  # what `python -m` gives it: the notebook's own modules import
@@ -900,7 +949,7 @@ class _Supervisor:
         tests_down_r, tests_down_w = os.pipe()
         tests_up_r, tests_up_w = os.pipe()
         tests_args = [str(tests_up_w), str(tests_down_r), str(self.cell_timeout),
-                      json.dumps(self.config.get("roots", []))]
+                      json.dumps(self.config.get("roots", [])), *(["confine"] if self._userns() else [])]
 
         def tests() -> int:
             import site
@@ -913,6 +962,7 @@ class _Supervisor:
         os.close(tests_up_w)
         os.close(tests_down_r)
         self.spawn_cells(forked=True)
+        _undumpable()  # the nonce and the tests pass through this process (its children were forked before)
         if self.is_init:  # threads only now: every child above was forked from a single-threaded process
             import threading
 

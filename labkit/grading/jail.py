@@ -15,7 +15,12 @@ child runs under ``unshare`` with its own mount, network and PID namespaces and 
   nothing else is;
 - as root, an unprivileged user id of its own (:func:`grading_uid`, no account, no supplementary
   groups); and resource limits: address space, CPU seconds, file size, open files and,
-  for the grading user, processes.
+  for the grading user, processes;
+- with a user namespace (no root: every process is the namespace's root, the grader's own user
+  outside), a new root holding only the system folders and the Python environment, read-only
+  (:func:`_new_root`: the grader's files are not there, the venv cannot be changed); the student's
+  process then confines itself (:mod:`labkit.grading.confine`: PID namespace of its own, no
+  capabilities) and the supervisor and the test process are not dumpable.
 
 Without namespaces (no root, user namespaces disabled) the child still runs in its own process,
 temporary folder, cleaned environment and resource limits; :func:`isolation` says which level
@@ -43,7 +48,8 @@ from functools import lru_cache
 __all__ = ["Limits", "JailConfig", "isolation", "grading_uid", "command", "main"]
 
 GRADER_UID_BASE = 960_000
-_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = (
+    1, 2, 4, 8, 32, 4096, 16384, 1 << 18)
 
 
 @dataclass(frozen=True)
@@ -218,6 +224,68 @@ def _expose(paths: list[str]) -> None:
 
 
 _SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+_SYSTEM = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr", "/etc", "/sys", "/dev")
+_PIVOT_ROOT = {"x86_64": 155, "i686": 217, "aarch64": 41, "riscv64": 41, "loongarch64": 41, "ppc64le": 203,
+               "ppc64": 203, "s390x": 217, "armv7l": 218, "armv8l": 218}
+_ST_TO_MS = ((_MS_NOSUID, _MS_NOSUID), (_MS_NODEV, _MS_NODEV), (_MS_NOEXEC, _MS_NOEXEC),
+             (1024, 1024), (2048, 2048), (4096, 1 << 21))  # statvfs's f_flag bits, as mount flags (atime ones too)
+
+
+def _read_only(target: str) -> None:
+    """Make the bind mount at ``target`` read-only, keeping the flags it has (a user namespace may not
+    clear them)."""
+    kept = 0
+    flags = os.statvfs(target).f_flag
+    for st_bit, ms_bit in _ST_TO_MS:
+        if flags & st_bit:
+            kept |= ms_bit
+    _mount("none", target, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | kept)
+
+
+def _new_root(paths: list[str]) -> None:
+    """With a user namespace, every process of the sandbox is the namespace's root, which is the
+    grader's own user outside: the student's code (whose capabilities are dropped) still owns every
+    file the grader owns. So the sandbox's root is a new, empty one holding only the system folders
+    and ``paths`` (the Python installation, the venv, labkit), all read-only: the grader's home, keys
+    and other files are not there, and the venv cannot be changed."""
+    import ctypes
+
+    outer = [p for p in (os.path.realpath(p) for p in paths) if os.path.exists(p)]
+    outer = [p for p in _needed_in(outer, ("",)) if not any(p == s or p.startswith(s + os.sep) for s in _SYSTEM)]
+    links = {s: os.readlink(s) for s in _SYSTEM if os.path.islink(s)}
+    handles = {s: os.open(s, os.O_PATH) for s in [*_SYSTEM, *outer] if s not in links and os.path.exists(s)}
+    new = "/tmp"  # mounted over (this namespace's view only); the old root goes once the new one is in place
+    _mount("tmpfs", new, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=0755")
+    for link, target in links.items():
+        os.symlink(target, new + link)
+    for path, handle in handles.items():
+        if stat.S_ISDIR(os.fstat(handle).st_mode):
+            os.makedirs(new + path, mode=0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(new + path), mode=0o755, exist_ok=True)
+            open(new + path, "wb").close()
+        _mount(f"/proc/self/fd/{handle}", new + path, None, _MS_BIND | _MS_REC)
+        os.close(handle)
+        if path != "/dev":
+            _read_only(new + path)
+    for folder in ("/tmp", "/var/tmp", "/proc"):
+        os.makedirs(new + folder, mode=0o755, exist_ok=True)
+    # a proc of this PID namespace before the old root goes (a user namespace may mount proc only
+    # where one is already fully visible)
+    _mount("proc", new + "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    number = _PIVOT_ROOT.get(os.uname().machine)
+    if number is None:
+        raise OSError(0, f"pivot_root: unknown system call number on {os.uname().machine}")
+    libc = ctypes.CDLL(None, use_errno=True)
+    os.chdir(new)
+    if libc.syscall(number, b".", b".") != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"pivot_root: {os.strerror(err)}")
+    if libc.umount2(b".", 2) != 0:  # MNT_DETACH: the old root (stacked on the new one) is gone
+        err = ctypes.get_errno()
+        raise OSError(err, f"umount old root: {os.strerror(err)}")
+    os.chdir("/")
+    _read_only("/")
 
 
 def _needed_in(paths: list[str], folders: tuple[str, ...]) -> list[str]:
@@ -242,6 +310,8 @@ def _enter(config: JailConfig, level: str) -> str:
     _mount("none", "/", None, _MS_REC | _MS_PRIVATE)
     if level == "root" and config.uid is not None:
         _expose(config.expose)
+    if level == "userns":
+        _new_root(config.expose)
     # what the child needs (the venv, labkit) may itself live in a scratch folder, e.g. a checkout
     # under /tmp: keep a handle on it, and bind it back into the fresh folder before hiding anything
     kept = {path: os.open(path, os.O_PATH) for path in _needed_in(config.expose, _SCRATCH) if os.path.exists(path)}
