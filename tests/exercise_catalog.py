@@ -170,10 +170,15 @@ my_message = {"role": "user", "content": [{"type": "text", "text": "What is in t
              wrong=[
                  W(ASK_RAW.replace('if data == "[DONE]":', 'if data == "[END]":'), "JSONDecodeError",
                    "JSONDecodeError"),
-                 W(ASK_RAW.replace('for choice in json.loads(data).get("choices", []):\n'
+                 W(ASK_RAW.replace('for choice in event.get("choices", []):\n'
                                    '                text += choice.get("delta", {}).get("content") or ""',
-                                   'text += json.loads(data)["choices"][0]["delta"].get("content") or ""'),
+                                   'text += event["choices"][0]["delta"].get("content") or ""'),
                    "IndexError", "IndexError"),
+                 W(ASK_RAW.replace('            if "error_code" in event:', '            if False:'),  # error ignored
+                   "as if it were the answer", "当作回答"),
+                 W(ASK_RAW.replace('            if "error_code" in event:', '            if False:')
+                   .replace('event.get("choices", [])', 'event["choices"]'),  # the course document's KeyError
+                   "does not say what the backend said", "没有说出后端"),
                  W(ASK_RAW.replace('"stream": True', '"stream": False'), "did not ask for a stream", "流式"),
                  W(ASK_RAW.replace(" timeout=60,\n                      ", " "),   # httpx's default: 5 s
                    "gave up (ReadTimeout)", "放弃了"),

@@ -114,6 +114,13 @@ _CASES: list[tuple[str, list[str], Callable[[list[bytes]], list[bytes]], dict[st
 BUSY_SILENCE = 5.5
 _BUSY_CASE = N_("a busy backend, silent for 5.5 s before the first token")
 
+# The course backend's error in the middle of an answer (FastChat 0.2.36, captured): a 200 stream whose
+# event carries "text" and "error_code" instead of "choices". Returning the words before it as the answer
+# would hide the failure; the course document's sample crashes on it with a KeyError that says nothing.
+_ERROR_CASE = N_("an error event from the backend in the middle of the answer (FastChat's error_code 50002)")
+_ERROR_TEXT = "**NETWORK ERROR DUE TO HIGH TRAFFIC. PLEASE REGENERATE OR REFRESH THIS PAGE.**\n\n(CUDA out of memory)"
+_ERROR_CODE = 50002
+
 
 @guarded(2)
 def check_raw_reader(ask_raw: Callable[[str, str, str, str], str], *, quiet: bool = False) -> Verdict:
@@ -180,8 +187,33 @@ def check_raw_reader(ask_raw: Callable[[str, str, str, str], str], *, quiet: boo
                 c.fail(_("{case}: the text you returned ({got!r}) is not the text of the content deltas that came")
                        .format(case=case, got=got[:60]))
     if not c.problems:
+        _check_error_event(c, ask_raw, key, model, question)
+    if not c.problems:
         _check_busy_backend(c, ask_raw, key, model, question)
     return c.done()
+
+
+def _check_error_event(c: Checker, ask_raw: Callable[[str, str, str, str], str], key: str, model: str,
+                       question: str) -> None:
+    case = _("case “{name}”").format(name=_(_ERROR_CASE))
+    error = _event({"text": _ERROR_TEXT, "error_code": _ERROR_CODE})
+    pieces = [_chunk({"role": "assistant"}), _chunk({"content": "The image shows"}), error, b"data: [DONE]\n\n"]
+    with serve_script(Scripted(pieces)) as base_url:
+        try:
+            got = ask_raw(base_url, key, model, question)
+        except Exception as exc:  # the student's code: an error is right if it says what the backend said
+            said = str(exc)
+            if str(_ERROR_CODE) in said or "NETWORK ERROR" in said or "CUDA" in said:
+                return
+            c.fail(_("{case}: your code raised {error}, which does not say what the backend said. An event with "
+                     "`error_code` and no `choices` is the backend's error: raise an error with its text and code, "
+                     "e.g. `RuntimeError(f\"{{event['error_code']}}: {{event['text']}}\")`").format(
+                case=case, error=describe_error(exc)))
+            return
+    c.fail(_("{case}: your function returned {got!r} as if it were the answer, but the backend sent an error "
+             "event (`error_code` {code}) after those words. Nothing should fail silently: when an event has "
+             "`error_code`, raise an error with its text and code").format(
+        case=case, got=str(got)[:60], code=_ERROR_CODE))
 
 
 def _is_timeout(exc: BaseException) -> bool:

@@ -8,6 +8,8 @@ def ask_raw(base_url, api_key, model, question):
             for line in r.iter_lines():
                 if line.startswith("data: ") and line != "data: [DONE]":
                     event = json.loads(line[6:])
+                    if "error_code" in event:
+                        raise RuntimeError("the backend failed: " + event["text"])
                     if event["choices"]:
                         pieces.append(event["choices"][0]["delta"].get("content", ""))
     return labkit.strip_role_prefix("".join(pieces))

@@ -10,6 +10,9 @@ def ask_raw(base_url, api_key, model, question):
             data = line[len("data:"):].strip()
             if data == "[DONE]":
                 break
-            for choice in json.loads(data).get("choices", []):
+            event = json.loads(data)
+            if "error_code" in event:  # the backend's error in the middle of the answer: never return half of it
+                raise RuntimeError(f"backend error {event['error_code']}: {event.get('text', '')}")
+            for choice in event.get("choices", []):
                 text += choice.get("delta", {}).get("content") or ""
     return text
