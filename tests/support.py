@@ -5,6 +5,10 @@ from __future__ import annotations
 import base64
 import importlib.util
 import io
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -49,3 +53,26 @@ def processes_showing(secret: str, *, besides: tuple[int, ...] = ()) -> list[str
         if secret in text and int(cmdline.parent.name) not in besides:
             found.append(f"{cmdline.parent.name}: {text.strip()}")
     return found
+
+
+def answers(url: str) -> bool:
+    """Whether ``url`` answers with a success status now (a refused connection, a timeout or an error
+    status: no)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:  # urllib's HTTPError and URLError are OSErrors
+        return False
+
+
+def wait_until_answering(proc: subprocess.Popen[bytes], ready: Callable[[], bool], *, what: str, seconds: float,
+                         tail: Callable[[], str]) -> None:
+    """Poll ``ready()`` every 0.3 s until it is true; fail, with ``tail()`` (the end of the server's log),
+    when ``proc`` exits or ``seconds`` pass first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert proc.poll() is None, f"{what} exited ({proc.returncode}):\n{tail()}"
+        assert time.monotonic() < deadline, f"{what} did not answer within {seconds:g} s:\n{tail()}"
+        if ready():
+            return
+        time.sleep(0.3)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import answers, wait_until_answering
 
 from labkit.cli import main
 from labkit.workspace import MARKER, course_checkout, find_workspace, lab_destination, sync
@@ -154,17 +155,8 @@ def test_a_real_jupyterlab_terminal_opens_in_the_workspace(tmp_path: Path) -> No
                                 cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        import urllib.request
-
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"JupyterLab exited:\n{log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, f"JupyterLab did not answer in 90 s:\n{log.read_text()[-2000:]}"
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.3)
+        wait_until_answering(proc, lambda: answers(f"{url}/api/status?token={token}"), what="JupyterLab",
+                             seconds=90, tail=lambda: log.read_text()[-2000:])
         # the launcher sends the file browser's folder: "" at the top, "labs" inside it; none from the API
         where = {key: asyncio.run(_terminal_pwd(url, token, body))
                  for key, body in (("top", {"cwd": ""}), ("labs", {"cwd": "labs"}), ("none", {}))}

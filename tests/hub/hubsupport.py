@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+from support import answers, wait_until_answering
 from websockets.sync.client import connect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,16 +184,8 @@ def running_hub(name: str, password: str, env_extra: dict[str, str]) -> Iterator
         proc = subprocess.Popen([str(HUB_BIN / "jupyterhub"), "-f", str(config)], cwd=state, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"JupyterHub exited ({proc.returncode}):\n{hub.log_tail()}"
-            assert time.monotonic() < deadline, f"JupyterHub did not answer within 60 s:\n{hub.log_tail()}"
-            try:
-                if requests.get(f"{hub.url}/hub/api/", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
+        wait_until_answering(proc, lambda: answers(f"{hub.url}/hub/api/"), what="JupyterHub", seconds=60,
+                             tail=hub.log_tail)
         yield hub
     finally:
         if proc.poll() is None:

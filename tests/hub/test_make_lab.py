@@ -7,12 +7,12 @@ import os
 import secrets
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import requests
 from hubsupport import ROOT, VENV_BIN, free_port, run_in_terminal
+from support import answers, wait_until_answering
 
 
 @pytest.fixture
@@ -32,16 +32,8 @@ def make_lab(tmp_path: Path):  # type: ignore[no-untyped-def]
                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"make lab exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"JupyterLab did not answer in 90 s:\n{log.read_text()[-3000:]}"
-            try:
-                if requests.get(f"{url}/api/status", params={"token": token}, timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
+        wait_until_answering(proc, lambda: answers(f"{url}/api/status?token={token}"), what="JupyterLab (make lab)",
+                             seconds=90, tail=lambda: log.read_text()[-3000:])
         yield url, token, work, log
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # make, its shell and JupyterLab: the group this fixture started
