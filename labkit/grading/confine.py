@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["confine", "drop_capabilities"]
+__all__ = ["confine", "drop_capabilities", "undumpable"]
 
 _CLONE_NEWNS, _CLONE_NEWPID = 0x00020000, 0x20000000
 _PR_SET_PDEATHSIG, _PR_CAPBSET_DROP, _PR_SET_SECUREBITS, _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT = 1, 24, 28, 38, 47
@@ -36,6 +36,23 @@ _PR_CAP_AMBIENT_CLEAR_ALL = 4
 _SECUREBITS = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80
 _CAPABILITY_VERSION_3 = 0x20080522
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REC, _MS_PRIVATE = 2, 4, 8, 16384, 1 << 18
+_PR_SET_DUMPABLE = 4
+
+
+def undumpable() -> None:
+    """No other process of this user may ptrace this one or read its memory, environment or file
+    descriptors through ``/proc`` (PR_SET_DUMPABLE 0; ``exec`` resets it, so each process sets it).
+    Where the call is not available nothing changes.
+
+    Example:
+        >>> undumpable()  # doctest: +SKIP
+    """
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _check(result: int, what: str) -> None:

@@ -58,6 +58,8 @@ import time
 import types
 from typing import Any
 
+from .confine import undumpable
+
 __all__ = ["SKIPPED_CELL", "CellTimeout", "CappedWriter", "run_cells", "main"]
 
 # The cells otter assign adds to a student's notebook (they need the notebook's own file name and
@@ -343,17 +345,6 @@ def _limit(limits: dict[str, Any]) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-big write fails with EFBIG instead of killing
 
 
-def _undumpable() -> None:
-    """No other process of this user may ptrace this one or read its memory, environment or file
-    descriptors through ``/proc`` (PR_SET_DUMPABLE 0; ``exec`` resets it, so each process sets it)."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _cells_main(argv: list[str]) -> int:
     """``cells TO_FD FROM_FD NOTEBOOK CELL_TIMEOUT OUTPUT_LIMIT GENERATION LIMITS_JSON [confine]``: the
     submission process."""
@@ -605,7 +596,7 @@ def _tests_main(argv: list[str]) -> int:
         from .confine import drop_capabilities
 
         drop_capabilities()
-    _undumpable()
+    undumpable()
     os.umask(0o002)
     _light_otter()
     from otter.test_files import GradingResults
@@ -962,7 +953,7 @@ class _Supervisor:
         os.close(tests_up_w)
         os.close(tests_down_r)
         self.spawn_cells(forked=True)
-        _undumpable()  # the nonce and the tests pass through this process (its children were forked before)
+        undumpable()  # the nonce and the tests pass through this process (its children were forked before)
         if self.is_init:  # threads only now: every child above was forked from a single-threaded process
             import threading
 

@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 from ..i18n import LANGUAGES, _, language
 from . import cgroup, jail
 from .assignments import ASSIGNMENTS_DIR, GradingError, build, master_path
+from .confine import undumpable
 from .feedback import N_, Note, cell_error, failure_line, render
 from .gradebook import Gradebook
 from .roster import Roster, write_export
@@ -599,18 +600,7 @@ def _check_isolation() -> None:
             "environment and limits (as a grading user of its own when you are root), but without namespaces: "
             "it can read every file its user can read, reach the network, see the machine's processes and write "
             "to shared folders such as /tmp and /run/lock. Use it only for submissions you trust."), file=sys.stderr)
-    _undumpable()
-
-
-def _undumpable() -> None:
-    """Make this process's memory and environment unreadable to other processes of the same user (a
-    submission running as the grader's user cannot read ``/proc/<grader>/environ`` or its memory)."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
-    except (OSError, AttributeError):
-        pass
+    undumpable()
 
 
 def grade_folder(
